@@ -1,0 +1,481 @@
+/**
+ * The machine's page allocator: a binary buddy over 4 KiB frames.
+ *
+ * Modelled on Xen's `alloc_heap_pages()` / `free_heap_pages()`
+ * (xen/common/page_alloc.c), with the exact policy the reference harness uses
+ * (see tests/fixtures/README.md): one LIFO free list per order; an allocation takes
+ * the head of the lowest non-empty list at or above the order and, while splitting,
+ * pushes the LOWER half on its list and keeps the UPPER half; a free merges with its
+ * buddy while the buddy heads a free block of exactly the same order, then pushes the
+ * result on the head of its list. A machine that is not a power of two in size is cut
+ * into maximal naturally aligned blocks, pushed in ascending address order.
+ *
+ * Metadata: 9 bytes per frame in three typed arrays (a state byte and two 32-bit
+ * words), the same union Xen's `struct page_info` uses: a free block's head keeps its
+ * free-list links there, an allocated block's head keeps its owner and a word the
+ * owning allocator may use (Xen's `PFN_ORDER()`, Linux's `struct slab` pointer). Frames
+ * that are no block's head cost nothing but their zeroed slots, which the OS backs
+ * lazily, so a fresh 1 TiB machine's resident memory stays small.
+ *
+ * @module
+ */
+
+import { PAGE_SIZE_BYTES } from "../src/units.ts";
+
+/** Largest order the allocator manages (Xen x86: MAX_ORDER 20, 4 GiB blocks). */
+export const MAX_ORDER = 20;
+
+const STATE_FREE = 0x80; // head of a free block; low 6 bits: order
+const STATE_ALLOCATED = 0x40; // head of an allocated block; low 6 bits: order
+const STATE_ORDER_MASK = 0x3f;
+const NIL = -1;
+
+/** Why a page request failed. */
+export type PageFailureCause = "exhaustion" | "contiguity";
+
+/** Counters of the page allocator, all since boot. */
+export interface PageAllocatorStats {
+  /** Frames the machine has. */
+  frameCount: number;
+  /** Frames on the free lists now. */
+  freeFrameCount: number;
+  /** Largest order with a free block now, -1 if none. */
+  largestFreeOrder: number;
+  /** Successful and failed allocation calls. */
+  allocCalls: number;
+  /** Free calls. */
+  freeCalls: number;
+  /** Allocation calls that returned no block. */
+  failedCalls: number;
+  /** Failures although at least 2^order frames were free (no contiguous run). */
+  failedContiguity: number;
+  /** Failures with fewer than 2^order frames free. */
+  failedExhaustion: number;
+  /** Failures per requested order. */
+  failedByOrder: Record<number, number>;
+}
+
+/** A page allocator could not free a block as asked (double free, bad order). */
+export class PageFreeError extends Error {
+  override name = "PageFreeError";
+}
+
+/**
+ * Binary buddy allocator over the frames of one machine.
+ *
+ * @example
+ * ```ts
+ * import { BuddyPageAllocator } from "./page_allocator.ts";
+ * import assert from "node:assert/strict";
+ * const pages = new BuddyPageAllocator(1024);
+ * const frame = pages.alloc(2, 7);
+ * assert.equal(pages.pagesOwnedBy(7), 4);
+ * pages.free(frame, 2);
+ * assert.equal(pages.freeFrameCount, 1024);
+ * assert.deepEqual(pages.check(), []);
+ * ```
+ */
+export class BuddyPageAllocator {
+  /** Frames the machine has. */
+  readonly frameCount: number;
+  /** Largest order managed. */
+  readonly maxOrder: number;
+
+  #state: Uint8Array;
+  /** Free head: next on list. Allocated head: owner. */
+  #link0: Int32Array;
+  /** Free head: previous on list. Allocated frame: the owner allocator's word. */
+  #link1: Int32Array;
+  #heads: Int32Array;
+  #freeBlocksByOrder: Float64Array;
+  #freeFrames = 0;
+  #ownerFrames: number[] = [];
+  #ownerPeakFrames: number[] = [];
+
+  #allocCalls = 0;
+  #freeCalls = 0;
+  #failedContiguity = 0;
+  #failedExhaustion = 0;
+  #failedByOrder: Float64Array;
+
+  /**
+   * @param frameCount frames of the machine, at least 1
+   * @param maxOrder largest block order, 0..30 (default {@link MAX_ORDER})
+   * @throws {RangeError} on a frame count or order out of range
+   */
+  constructor(frameCount: number, maxOrder: number = MAX_ORDER) {
+    if (!Number.isInteger(frameCount) || frameCount < 1 || frameCount > 2 ** 31 - 1) {
+      throw new RangeError(
+        `Invalid frame count ${frameCount}: expected an integer in [1, ${2 ** 31 - 1}]`,
+      );
+    }
+    if (!Number.isInteger(maxOrder) || maxOrder < 0 || maxOrder > 30) {
+      throw new RangeError(`Invalid max order ${maxOrder}: expected an integer in [0, 30]`);
+    }
+    this.frameCount = frameCount;
+    this.maxOrder = maxOrder;
+    this.#state = new Uint8Array(frameCount);
+    this.#link0 = new Int32Array(frameCount);
+    this.#link1 = new Int32Array(frameCount);
+    this.#heads = new Int32Array(maxOrder + 1).fill(NIL);
+    this.#freeBlocksByOrder = new Float64Array(maxOrder + 1);
+    this.#failedByOrder = new Float64Array(maxOrder + 1);
+    // Maximal naturally aligned blocks, ascending address order.
+    let frame = 0;
+    while (frame < frameCount) {
+      let order = maxOrder;
+      while (order > 0 && (frame % (2 ** order) !== 0 || frame + 2 ** order > frameCount)) order--;
+      this.#pushFree(frame, order);
+      frame += 2 ** order;
+    }
+  }
+
+  /** Frames on the free lists now. */
+  get freeFrameCount(): number {
+    return this.#freeFrames;
+  }
+
+  /**
+   * Allocate a naturally aligned block of 2^order frames for `owner`.
+   *
+   * @param order 0..maxOrder
+   * @param owner a non-negative integer naming who holds the pages
+   * @returns the first frame of the block, or -1 if no free block of that order
+   *   exists (counted as a contiguity failure if enough frames were free)
+   * @throws {RangeError} on an order or owner out of range
+   */
+  alloc(order: number, owner: number): number {
+    if (!(order >= 0 && order <= this.maxOrder && Number.isInteger(order))) {
+      throw new RangeError(
+        `Invalid page order ${order}: expected an integer in [0, ${this.maxOrder}]`,
+      );
+    }
+    if (!(owner >= 0 && Number.isInteger(owner) && owner < 2 ** 31)) {
+      throw new RangeError(`Invalid owner ${owner}: expected a non-negative integer`);
+    }
+    this.#allocCalls++;
+    let j = order;
+    while (j <= this.maxOrder && this.#heads[j] === NIL) j++;
+    if (j > this.maxOrder) {
+      this.#failedByOrder[order]!++;
+      if (this.#freeFrames >= 2 ** order) this.#failedContiguity++;
+      else this.#failedExhaustion++;
+      return NIL;
+    }
+    let frame = this.#heads[j]!;
+    this.#unlink(frame, j);
+    while (j > order) {
+      j--;
+      this.#pushFree(frame, j); // lower half back on the list
+      frame += 1 << j; // keep the upper half
+    }
+    this.#markAllocated(frame, order, owner);
+    this.#link1[frame] = 0;
+    return frame;
+  }
+
+  /**
+   * Free the 2^order frames at `frame`: either a whole allocated block, or a
+   * naturally aligned part of one (as Xen's `xmalloc_whole_pages()` frees the unused
+   * tail of a block; the rest of the block stays allocated as smaller blocks).
+   *
+   * @throws {PageFreeError} if those frames are not allocated (double free) or not
+   *   aligned to the order; nothing changes then
+   */
+  free(frame: number, order: number): void {
+    const owner = this.#takeAllocated(frame, order);
+    this.#freeCalls++;
+    this.#addOwnerFrames(owner, -(2 ** order));
+    let head = frame;
+    let o = order;
+    while (o < this.maxOrder) {
+      const buddy = head ^ (1 << o);
+      if (buddy >= this.frameCount || this.#state[buddy] !== (STATE_FREE | o)) break;
+      this.#unlink(buddy, o);
+      this.#state[buddy] = 0;
+      this.#state[head] = 0;
+      head = Math.min(head, buddy);
+      o++;
+    }
+    this.#pushFree(head, o);
+  }
+
+  /** Frames `owner` holds now. */
+  pagesOwnedBy(owner: number): number {
+    return this.#ownerFrames[owner] ?? 0;
+  }
+
+  /** Most frames `owner` has held at once (updated on every allocation). */
+  peakPagesOwnedBy(owner: number): number {
+    return this.#ownerPeakFrames[owner] ?? 0;
+  }
+
+  /** Reset the peak of `owner` to what it holds now. */
+  resetPeak(owner: number): void {
+    this.#ownerPeakFrames[owner] = this.#ownerFrames[owner] ?? 0;
+  }
+
+  /** Whether `frame` heads an allocated block held by `owner`. */
+  isAllocatedHead(frame: number, owner: number): boolean {
+    return frame >= 0 && frame < this.frameCount &&
+      (this.#state[frame]! & STATE_ALLOCATED) !== 0 && this.#link0[frame] === owner;
+  }
+
+  /** Order of the allocated block headed by `frame` (-1 if none). */
+  allocatedOrder(frame: number): number {
+    const s = this.#state[frame] ?? 0;
+    return (s & STATE_ALLOCATED) !== 0 ? s & STATE_ORDER_MASK : -1;
+  }
+
+  /** Owner of the allocated block headed by `frame` (-1 if none). */
+  ownerOf(frame: number): number {
+    return this.allocatedOrder(frame) >= 0 ? this.#link0[frame]! : -1;
+  }
+
+  /**
+   * The owning allocator's word of an allocated frame (any frame of its block; a
+   * block's head starts at 0, other frames hold whatever the owner last wrote).
+   */
+  privateWord(frame: number): number {
+    return this.#link1[frame]!;
+  }
+
+  /** Set the owning allocator's word of a frame it holds. */
+  setPrivateWord(frame: number, value: number): void {
+    this.#link1[frame] = value;
+  }
+
+  /**
+   * First frame of the block (free or allocated) that holds `frame`, or -1 if
+   * `frame` is outside the machine. Walks at most maxOrder alignments.
+   */
+  blockHeadOf(frame: number): number {
+    if (!Number.isInteger(frame) || frame < 0 || frame >= this.frameCount) return -1;
+    for (let j = 0; j <= this.maxOrder; j++) {
+      const head = frame - (frame & ((1 << j) - 1));
+      const s = this.#state[head]!;
+      if (
+        (s & (STATE_FREE | STATE_ALLOCATED)) !== 0 && head + (1 << (s & STATE_ORDER_MASK)) > frame
+      ) {
+        return head;
+      }
+    }
+    return -1;
+  }
+
+  /** Largest order with a free block, -1 if none. */
+  largestFreeOrder(): number {
+    for (let o = this.maxOrder; o >= 0; o--) if (this.#heads[o] !== NIL) return o;
+    return -1;
+  }
+
+  /** Counters since boot. */
+  stats(): PageAllocatorStats {
+    const failedByOrder: Record<number, number> = {};
+    this.#failedByOrder.forEach((n, order) => {
+      if (n > 0) failedByOrder[order] = n;
+    });
+    return {
+      frameCount: this.frameCount,
+      freeFrameCount: this.#freeFrames,
+      largestFreeOrder: this.largestFreeOrder(),
+      allocCalls: this.#allocCalls,
+      freeCalls: this.#freeCalls,
+      failedCalls: this.#failedContiguity + this.#failedExhaustion,
+      failedContiguity: this.#failedContiguity,
+      failedExhaustion: this.#failedExhaustion,
+      failedByOrder,
+    };
+  }
+
+  /** Cause a request of `order` would fail with now, or null if it would succeed. */
+  failureCause(order: number): PageFailureCause | null {
+    for (let j = order; j <= this.maxOrder; j++) if (this.#heads[j] !== NIL) return null;
+    return this.#freeFrames >= 2 ** order ? "contiguity" : "exhaustion";
+  }
+
+  /**
+   * Walk every free list and every block and report each broken invariant:
+   * list links agree both ways, every listed block heads a free block of that order,
+   * is aligned and inside the machine; no free block has a free buddy of its order;
+   * the blocks tile the machine exactly; free and per-owner frame counts add up.
+   *
+   * @returns one message per violation (empty when consistent)
+   */
+  check(): string[] {
+    const errors: string[] = [];
+    let listedFree = 0;
+    for (let o = 0; o <= this.maxOrder; o++) {
+      let prev = NIL;
+      let count = 0;
+      for (let f = this.#heads[o]!; f !== NIL; f = this.#link0[f]!) {
+        if (++count > this.frameCount) {
+          errors.push(`free list ${o} has a cycle`);
+          break;
+        }
+        if (this.#state[f] !== (STATE_FREE | o)) {
+          errors.push(`frame ${f} on list ${o} is not a free head of order ${o}`);
+        }
+        if (f % 2 ** o !== 0 || f + 2 ** o > this.frameCount) {
+          errors.push(`frame ${f} misaligned or outside machine for order ${o}`);
+        }
+        if (this.#link1[f] !== prev) errors.push(`frame ${f} on list ${o} has a wrong back link`);
+        const buddy = f ^ (2 ** o);
+        if (
+          o < this.maxOrder && buddy < this.frameCount && this.#state[buddy] === (STATE_FREE | o)
+        ) {
+          errors.push(`free frame ${f} and its buddy ${buddy} were not merged at order ${o}`);
+        }
+        prev = f;
+        listedFree += 2 ** o;
+      }
+      if (count !== this.#freeBlocksByOrder[o]) {
+        errors.push(`list ${o} holds ${count} blocks, counted ${this.#freeBlocksByOrder[o]}`);
+      }
+    }
+    if (listedFree !== this.#freeFrames) {
+      errors.push(`free lists hold ${listedFree} frames, counted ${this.#freeFrames}`);
+    }
+    const owned: number[] = [];
+    let walkedFree = 0;
+    for (let f = 0; f < this.frameCount;) {
+      const s = this.#state[f]!;
+      const o = s & STATE_ORDER_MASK;
+      if ((s & (STATE_FREE | STATE_ALLOCATED)) === 0) {
+        errors.push(`frame ${f} should head a block but does not`);
+        break;
+      }
+      if (s & STATE_FREE) walkedFree += 2 ** o;
+      else owned[this.#link0[f]!] = (owned[this.#link0[f]!] ?? 0) + 2 ** o;
+      f += 2 ** o;
+    }
+    if (walkedFree !== this.#freeFrames) {
+      errors.push(`blocks hold ${walkedFree} free frames, counted ${this.#freeFrames}`);
+    }
+    const owners = Math.max(owned.length, this.#ownerFrames.length);
+    for (let id = 0; id < owners; id++) {
+      if ((owned[id] ?? 0) !== (this.#ownerFrames[id] ?? 0)) {
+        errors.push(
+          `owner ${id} holds ${owned[id] ?? 0} frames, counted ${this.#ownerFrames[id] ?? 0}`,
+        );
+      }
+    }
+    return errors;
+  }
+
+  /**
+   * Visit every block in address order (for page maps and audits).
+   *
+   * @param visit called with first frame, order, and owner (-1 for a free block)
+   */
+  forEachBlock(visit: (frame: number, order: number, owner: number) => void): void {
+    for (let f = 0; f < this.frameCount;) {
+      const s = this.#state[f]!;
+      const o = s & STATE_ORDER_MASK;
+      visit(f, o, (s & STATE_FREE) ? -1 : this.#link0[f]!);
+      f += 2 ** o;
+    }
+  }
+
+  // -- internals ---------------------------------------------------------------
+
+  #pushFree(frame: number, order: number): void {
+    const head = this.#heads[order]!;
+    this.#state[frame] = STATE_FREE | order;
+    this.#link0[frame] = head;
+    this.#link1[frame] = NIL;
+    if (head !== NIL) this.#link1[head] = frame;
+    this.#heads[order] = frame;
+    this.#freeBlocksByOrder[order]!++;
+    this.#freeFrames += 2 ** order;
+  }
+
+  #unlink(frame: number, order: number): void {
+    const next = this.#link0[frame]!;
+    const prev = this.#link1[frame]!;
+    if (prev === NIL) this.#heads[order] = next;
+    else this.#link0[prev] = next;
+    if (next !== NIL) this.#link1[next] = prev;
+    this.#freeBlocksByOrder[order]!--;
+    this.#freeFrames -= 2 ** order;
+  }
+
+  #markAllocated(frame: number, order: number, owner: number): void {
+    this.#state[frame] = STATE_ALLOCATED | order;
+    this.#link0[frame] = owner;
+    this.#addOwnerFrames(owner, 2 ** order);
+  }
+
+  #addOwnerFrames(owner: number, delta: number): void {
+    const now = (this.#ownerFrames[owner] ?? 0) + delta;
+    this.#ownerFrames[owner] = now;
+    if (now > (this.#ownerPeakFrames[owner] ?? 0)) this.#ownerPeakFrames[owner] = now;
+  }
+
+  /**
+   * Validate a free of 2^order frames at `frame` and make them one allocated head,
+   * splitting the enclosing allocated block if the frames are only part of it.
+   * Returns the owner. Throws before changing anything.
+   */
+  #takeAllocated(frame: number, order: number): number {
+    if (!Number.isInteger(frame) || frame < 0 || frame >= this.frameCount) {
+      throw new PageFreeError(
+        `Cannot free frame ${frame}: outside the machine's ${this.frameCount} frames`,
+      );
+    }
+    if (
+      !Number.isInteger(order) || order < 0 || order > this.maxOrder ||
+      (frame & ((1 << order) - 1)) !== 0
+    ) {
+      throw new PageFreeError(
+        `Cannot free frame ${frame} at order ${order}: not aligned to that order`,
+      );
+    }
+    if (this.#state[frame] === (STATE_ALLOCATED | order)) return this.#link0[frame]!;
+    // Find the allocated block that encloses [frame, frame + 2^order): blocks tile
+    // the machine, so the first block head met at a coarser alignment decides.
+    let enclosing = -1;
+    let k = -1;
+    for (let j = order + 1; j <= this.maxOrder; j++) {
+      const head = frame - (frame & ((1 << j) - 1));
+      const hs = this.#state[head]!;
+      if ((hs & (STATE_FREE | STATE_ALLOCATED)) === 0) continue;
+      const o = hs & STATE_ORDER_MASK;
+      if ((hs & STATE_ALLOCATED) !== 0 && o > order && head + (1 << o) > frame) {
+        enclosing = head;
+        k = o;
+      }
+      break;
+    }
+    const s = this.#state[frame]!;
+    if (enclosing < 0) {
+      const what = (s & STATE_FREE)
+        ? "it is already free"
+        : (s & STATE_ALLOCATED)
+        ? `it heads an allocated block of order ${s & STATE_ORDER_MASK}`
+        : "no allocated block holds it";
+      throw new PageFreeError(`Cannot free frame ${frame} at order ${order}: ${what}`);
+    }
+    // Split the enclosing block down to `order`; every half not holding `frame`
+    // stays allocated to the same owner with its own head.
+    const owner = this.#link0[enclosing]!;
+    let head = enclosing;
+    for (let o = k - 1; o >= order; o--) {
+      const upper = head + (1 << o);
+      const keep = frame >= upper ? upper : head;
+      const other = keep === upper ? head : upper;
+      this.#state[other] = STATE_ALLOCATED | o;
+      this.#link0[other] = owner;
+      if (other !== enclosing) this.#link1[other] = 0; // a new head starts at 0
+      head = keep;
+    }
+    this.#state[frame] = STATE_ALLOCATED | order;
+    this.#link0[frame] = owner;
+    return owner;
+  }
+}
+
+/** Bytes of machine memory in `frameCount` frames. */
+export function framesToBytes(frameCount: number): number {
+  return frameCount * PAGE_SIZE_BYTES;
+}

@@ -1,0 +1,257 @@
+/**
+ * The one interface every xmalloc engine implements, and the page source engines
+ * draw their pages from.
+ *
+ * An engine is a heap in the hypervisor (Xen's `xmalloc()` pool) or in a domain.
+ * It takes every page it uses from the machine's {@link BuddyPageAllocator}
+ * through a {@link PageSource}, so the pages it holds are exactly what the machine
+ * lost to it. Addresses are machine addresses (see `src/units.ts`); 0 means "no
+ * block". An allocation that cannot be served is an expected outcome: it returns 0
+ * and records why in {@link XmallocEngine.lastFailureCause}. A free of something
+ * that is not a live block is a caller's bug: it throws {@link InvalidFreeError} and
+ * changes nothing.
+ *
+ * Steps: every engine counts the work of each call in units its source code makes
+ * natural (list nodes visited, bitmap searches, list inserts and removals, ...) and
+ * documents the definition next to its code. Page-allocator work is never counted.
+ *
+ * @module
+ */
+
+import type { BuddyPageAllocator, PageFailureCause } from "../page_allocator.ts";
+
+/** Why an allocation failed: the page allocator's cause, or the pool's page quota. */
+export type AllocFailureCause = PageFailureCause | "quota";
+
+/** Why a free was rejected. */
+export type InvalidFreeReason =
+  | "double-free"
+  | "unknown-address"
+  | "interior-pointer";
+
+/** A free (or realloc, or usable-size query) named something that is not a live block. */
+export class InvalidFreeError extends Error {
+  override name = "InvalidFreeError";
+  /** What was wrong with the address. */
+  readonly reason: InvalidFreeReason;
+  /** The address given. */
+  readonly address: number;
+
+  /**
+   * @param address the address given
+   * @param reason what was wrong with it
+   * @param detail one clause saying why
+   */
+  constructor(address: number, reason: InvalidFreeReason, detail: string) {
+    super(`Cannot free address 0x${address.toString(16)}: ${detail}`);
+    this.reason = reason;
+    this.address = address;
+  }
+}
+
+/**
+ * Pages for one pool: allocates and frees blocks of the machine's page allocator
+ * under one owner id, enforces an optional page quota, and remembers why the last
+ * request failed.
+ */
+export class PageSource {
+  /** The machine's page allocator. */
+  readonly pages: BuddyPageAllocator;
+  /** Owner id the pages are counted under. */
+  readonly owner: number;
+  /** Most pages the owner may hold (Infinity: no quota). */
+  maxPages: number;
+  /** Why the last failed {@link allocPages} failed. */
+  lastFailureCause: AllocFailureCause | null = null;
+
+  /**
+   * @param pages the machine's page allocator
+   * @param owner owner id for these pages
+   * @param maxPages quota in pages (default: none)
+   */
+  constructor(pages: BuddyPageAllocator, owner: number, maxPages = Infinity) {
+    this.pages = pages;
+    this.owner = owner;
+    this.maxPages = maxPages;
+  }
+
+  /** Pages held now by this owner. */
+  get heldPages(): number {
+    return this.pages.pagesOwnedBy(this.owner);
+  }
+
+  /**
+   * Allocate 2^order pages.
+   *
+   * @returns first frame, or -1 with {@link lastFailureCause} set
+   */
+  allocPages(order: number): number {
+    if (this.pages.pagesOwnedBy(this.owner) + 2 ** order > this.maxPages) {
+      this.lastFailureCause = "quota";
+      return -1;
+    }
+    const frame = this.pages.alloc(order, this.owner);
+    if (frame < 0) this.lastFailureCause = this.pages.failureCause(order);
+    return frame;
+  }
+
+  /** Free 2^order pages at `frame` (a whole block or an aligned part of one). */
+  freePages(frame: number, order: number): void {
+    this.pages.free(frame, order);
+  }
+
+  /** Free every block this source holds (pool teardown, domain destruction). */
+  releaseAll(): void {
+    const held: [number, number][] = [];
+    this.pages.forEachBlock((frame, order, owner) => {
+      if (owner === this.owner) held.push([frame, order]);
+    });
+    for (const [frame, order] of held) this.pages.free(frame, order);
+  }
+
+  /** Whether `frame` heads a block this source holds. */
+  holds(frame: number): boolean {
+    return this.pages.isAllocatedHead(frame, this.owner);
+  }
+}
+
+/** What an engine is built with. */
+export interface EngineContext {
+  /** Where the engine's pages come from. */
+  pageSource: PageSource;
+  /** CPUs (vCPUs) that may call the engine, at least 1; per-CPU engines size by it. */
+  cpuCount: number;
+}
+
+/** Pages an engine holds now, by use. */
+export interface EnginePages {
+  /** Pages carved into blocks (TLSF regions, first-fit pages, slabs). */
+  poolPages: number;
+  /** Pages handed out whole for large requests. */
+  wholePages: number;
+  /** Pages of the engine's own control structures (TLSF's `struct xmem_pool`). */
+  metaPages: number;
+}
+
+/** Counters of an engine since it was created. */
+export interface EngineStats extends EnginePages {
+  /** The engine's registry name. */
+  engine: string;
+  /** Successful allocations. */
+  allocCount: number;
+  /** Allocations that returned 0. */
+  failedAllocCount: number;
+  /** Frees. */
+  freeCount: number;
+  /** Live blocks. */
+  liveBlockCount: number;
+  /** Bytes the live blocks take from their pages, headers included. */
+  liveReservedBytes: number;
+  /** Sums of each kind of step, by the engine's own step names. */
+  stepTotals: Record<string, number>;
+}
+
+/** A memory allocator that serves `xmalloc`/`xfree` from the machine's pages. */
+export interface XmallocEngine {
+  /** Registry name, e.g. `tlsf`. */
+  readonly name: string;
+  /** One line: what real allocator this models. */
+  readonly description: string;
+  /** Largest alignment `allocate` honours; a larger one is a RangeError. */
+  readonly maxAlignBytes: number;
+  /** Steps of the last allocate/free/reallocate call. */
+  readonly lastSteps: number;
+  /** Why the last failed allocation failed (null after a success). */
+  readonly lastFailureCause: AllocFailureCause | null;
+
+  /**
+   * Allocate `sizeBytes` bytes aligned to `alignBytes`.
+   *
+   * @param sizeBytes 1 or more
+   * @param alignBytes a power of two (default 1)
+   * @param cpu calling CPU, 0..cpuCount-1 (default 0)
+   * @returns the block's address, or 0 if it cannot be served
+   * @throws {RangeError} on a size, alignment or CPU out of range
+   */
+  allocate(sizeBytes: number, alignBytes?: number, cpu?: number): number;
+
+  /**
+   * Free the block at `address`.
+   *
+   * @throws {InvalidFreeError} if `address` is not a live block; nothing changes
+   */
+  free(address: number, cpu?: number): void;
+
+  /**
+   * Resize the block at `address` to `sizeBytes` (Xen's `_xrealloc`): in place if it
+   * fits, else allocate, copy and free.
+   *
+   * @returns the new address, or 0 if it cannot be served (the old block stays)
+   * @throws {InvalidFreeError} if `address` is not a live block
+   */
+  reallocate(address: number, sizeBytes: number, alignBytes?: number, cpu?: number): number;
+
+  /**
+   * Bytes usable at `address` (at least what was asked for).
+   *
+   * @throws {InvalidFreeError} if `address` is not a live block
+   */
+  usableSize(address: number): number;
+
+  /** Pages held now, by use. */
+  pagesHeld(): EnginePages;
+
+  /** Counters since creation. */
+  stats(): EngineStats;
+
+  /** Walk every list and block; one message per broken invariant (empty when sound). */
+  check(): string[];
+
+  /** Give every page back to the page allocator (the pool is unusable afterwards). */
+  destroy(): void;
+}
+
+/** How the registry describes and builds an engine. */
+export interface EngineDescriptor {
+  /** Registry name. */
+  name: string;
+  /** One line: what real allocator this models. */
+  description: string;
+  /** Upstream file and function(s) modelled. */
+  modelledOn: string;
+  /** Key parameters as built. */
+  parameters: Record<string, number | string>;
+  /** Build one pool. */
+  create(context: EngineContext): XmallocEngine;
+}
+
+/**
+ * Validate the arguments of an allocation; shared by every engine.
+ *
+ * @throws {RangeError} with what and why
+ */
+export function assertAllocArgs(
+  sizeBytes: number,
+  alignBytes: number,
+  cpu: number,
+  cpuCount: number,
+  maxAlignBytes = 2 ** 30,
+): void {
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 1 || sizeBytes > 2 ** 40) {
+    throw new RangeError(`Invalid size ${sizeBytes}: expected an integer in [1, 2^40] bytes`);
+  }
+  if (
+    !Number.isSafeInteger(alignBytes) || alignBytes < 1 || alignBytes > 2 ** 30 ||
+    (alignBytes & (alignBytes - 1)) !== 0
+  ) {
+    throw new RangeError(`Invalid alignment ${alignBytes}: expected a power of two up to 2^30`);
+  }
+  if (alignBytes > maxAlignBytes) {
+    throw new RangeError(
+      `Invalid alignment ${alignBytes}: this engine aligns to at most ${maxAlignBytes} bytes`,
+    );
+  }
+  if (!Number.isInteger(cpu) || cpu < 0 || cpu >= cpuCount) {
+    throw new RangeError(`Invalid CPU ${cpu}: expected an integer in [0, ${cpuCount - 1}]`);
+  }
+}
