@@ -129,6 +129,7 @@ export function replayTrace(trace: Trace, options: ReplayOptions): ReplayResult 
     exhaustion: 0,
     contiguity: 0,
     quota: 0,
+    unservable: 0,
   };
   let allocs = 0, frees = 0, failures = 0, skipped = 0;
   let liveBytes = 0, liveObjects = 0, peakLiveBytes = 0, peakLiveObjects = 0;
@@ -143,7 +144,7 @@ export function replayTrace(trace: Trace, options: ReplayOptions): ReplayResult 
       allocSteps.add(engine.lastSteps);
       if (address === 0) {
         failures++;
-        failuresByCause[engine.lastFailureCause ?? "exhaustion"]++;
+        failuresByCause[engine.lastFailureCause ?? "unservable"]++;
       } else {
         live[id] = address;
         liveSize[id] = size;

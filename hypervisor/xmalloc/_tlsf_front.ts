@@ -80,6 +80,8 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
   protected abstract freeWhole(frame: number): void;
   /** Usable bytes of the whole-page block headed by `frame`. */
   protected abstract wholeUsableBytes(frame: number): number;
+  /** Whether the pool may keep a wholly free region (see TlsfPool). */
+  protected readonly idleRegionAllowed: boolean = false;
   /** Extra work when the pool is created (Xen 3.4 adds an initial region). */
   protected initPool(_pool: TlsfPool): boolean {
     return true;
@@ -100,7 +102,7 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
     }
     if (address === 0) {
       this.#failedAllocCount++;
-      this.lastFailureCause = this.source.lastFailureCause ?? "exhaustion";
+      this.lastFailureCause = this.source.lastFailureCause ?? "unservable";
     } else {
       this.#allocCount++;
     }
@@ -210,7 +212,7 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
     const frame = this.source.allocPages(this.#metaOrder);
     if (frame < 0) return null;
     this.source.pages.setPrivateWord(frame, META_WORD);
-    const pool = new TlsfPool(this.source);
+    const pool = new TlsfPool(this.source, this.idleRegionAllowed);
     if (!this.initPool(pool)) {
       this.source.freePages(frame, this.#metaOrder);
       return null;

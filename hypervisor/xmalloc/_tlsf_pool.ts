@@ -123,9 +123,16 @@ export class TlsfPool {
   /** Bytes of allocated blocks including their headers. */
   liveReservedBytes = 0;
 
-  /** @param source where regions come from */
-  constructor(source: PageSource) {
+  readonly #idleRegionAllowed: boolean;
+
+  /**
+   * @param source where regions come from
+   * @param idleRegionAllowed whether a wholly free region may exist between calls
+   *   (Xen 3.4's initial region stays until something is carved from it)
+   */
+  constructor(source: PageSource, idleRegionAllowed = false) {
     this.#source = source;
+    this.#idleRegionAllowed = idleRegionAllowed;
   }
 
   /** Regions (pages) the pool holds. */
@@ -323,6 +330,14 @@ export class TlsfPool {
     this.#regionCount++;
   }
 
+  /** Grow the pool by one page-sized region (get_mem + ADD_REGION); false if no page. */
+  grow(): boolean {
+    const frame = this.#source.allocPages(0);
+    if (frame < 0) return false;
+    this.#addRegion(frame);
+    return true;
+  }
+
   /**
    * xmem_pool_alloc(): a block of at least `size` bytes.
    *
@@ -338,10 +353,7 @@ export class TlsfPool {
       b = this.#findSuitableBlock();
       if (b !== NIL) break;
       if (attempt === 1) break;
-      if (size > MAX_POOL_BLOCK_BYTES) return NIL;
-      const frame = this.#source.allocPages(0);
-      if (frame < 0) return NIL;
-      this.#addRegion(frame);
+      if (size > MAX_POOL_BLOCK_BYTES || !this.grow()) return NIL;
     }
     if (b === NIL) throw new Error("TLSF: the search failed right after the pool grew");
     this.#extractBlockHdr(b, this.#fl, this.#sl);
@@ -525,7 +537,7 @@ export class TlsfPool {
       if (bytes !== REGION_BYTES) {
         errors.push(`region ${slot}: blocks cover ${bytes} bytes, not ${REGION_BYTES}`);
       }
-      if (blocks === 1 && (sizeWord[base]! & FREE_BLOCK) !== 0) {
+      if (blocks === 1 && (sizeWord[base]! & FREE_BLOCK) !== 0 && !this.#idleRegionAllowed) {
         errors.push(`region ${slot}: wholly free but kept`);
       }
     }

@@ -20,8 +20,12 @@
 
 import type { BuddyPageAllocator, PageFailureCause } from "../page_allocator.ts";
 
-/** Why an allocation failed: the page allocator's cause, or the pool's page quota. */
-export type AllocFailureCause = PageFailureCause | "quota";
+/**
+ * Why an allocation failed: the page allocator's cause (`exhaustion`, `contiguity`),
+ * the pool's page quota (`quota`), or a size the engine cannot serve at all
+ * (`unservable`: tlsf-2008's pool refuses 4033..4063 bytes, as Xen did until 2009).
+ */
+export type AllocFailureCause = PageFailureCause | "quota" | "unservable";
 
 /** Why a free was rejected. */
 export type InvalidFreeReason =

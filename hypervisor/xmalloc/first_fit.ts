@@ -116,6 +116,7 @@ export class FirstFitEngine implements XmallocEngine {
   allocate(sizeBytes: number, alignBytes = 1, cpu = 0): number {
     assertAllocArgs(sizeBytes, alignBytes, cpu, this.#cpuCount, this.maxAlignBytes);
     this.lastFailureCause = null;
+    this.#source.lastFailureCause = null;
     this.lastSteps = 0;
     const block = alignUp(sizeBytes + XMALLOC_HDR_BYTES, XMALLOC_HDR_BYTES);
     const address = block >= PAGE_SIZE_BYTES
@@ -123,7 +124,7 @@ export class FirstFitEngine implements XmallocEngine {
       : this.#listAlloc(block);
     if (address === 0) {
       this.#failedAllocCount++;
-      this.lastFailureCause = this.#source.lastFailureCause ?? "exhaustion";
+      this.lastFailureCause = this.#source.lastFailureCause ?? "unservable";
     } else {
       this.#allocCount++;
     }

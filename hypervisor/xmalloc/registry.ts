@@ -8,9 +8,10 @@
 import type { EngineDescriptor } from "./engine.ts";
 import { firstFitEngine } from "./first_fit.ts";
 import { tlsfEngine } from "./tlsf.ts";
+import { tlsf2008Engine } from "./tlsf_2008.ts";
 
 /** Every engine, in the order comparisons print them. */
-export const ENGINES: readonly EngineDescriptor[] = [firstFitEngine, tlsfEngine];
+export const ENGINES: readonly EngineDescriptor[] = [firstFitEngine, tlsf2008Engine, tlsfEngine];
 
 /** Names of every engine. */
 export const ENGINE_NAMES: readonly string[] = ENGINES.map((e) => e.name);
