@@ -65,3 +65,24 @@ export class Prng {
     return Math.floor(this.nextFloat() * n);
   }
 }
+
+/**
+ * A seed for one part of a run, derived from the run's seed and the part's name, so
+ * that adding or reordering parts leaves the others' random streams unchanged.
+ *
+ * @example
+ * ```ts
+ * import { deriveSeed } from "./prng.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(deriveSeed(42, "compcache"), deriveSeed(42, "compcache"));
+ * assert.notEqual(deriveSeed(42, "compcache"), deriveSeed(43, "compcache"));
+ * ```
+ */
+export function deriveSeed(seed: number, label: string): number {
+  let h = (seed ^ 0x811c9dc5) >>> 0; // FNV-1a over the label, seeded
+  for (let i = 0; i < label.length; i++) {
+    h ^= label.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h >>> 0;
+}

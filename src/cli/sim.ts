@@ -1,0 +1,545 @@
+/**
+ * `deno task sim`: compare xmalloc engines from the command line.
+ *
+ * Exit status: 0 done, 2 bad input (flags, trace), 1 a bug (an invariant broke).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { SEED_MAX } from "../prng.ts";
+import { deriveSeed, Prng } from "../prng.ts";
+import { formatTrace, parseTrace, TraceError } from "../trace.ts";
+import { type Cell, renderTable } from "../table.ts";
+import { MiB } from "../units.ts";
+import {
+  type CompareResult,
+  CURVE_MAX_BYTES,
+  CURVE_STEP_BYTES,
+  runComparison,
+  STEP_UP_MIN_RATIO,
+} from "../../hypervisor/compare.ts";
+import { type ReplayResult, replayTrace } from "../../hypervisor/replay.ts";
+import {
+  CURVE_TABLE_SIZES,
+  curveSizes,
+  findStepUps,
+  nearPageCurve,
+} from "../../hypervisor/wastage.ts";
+import { assertMachineBytes } from "../../hypervisor/hypervisor.ts";
+import { ENGINE_NAMES, engineDescriptor, ENGINES } from "../../hypervisor/xmalloc/registry.ts";
+import { WORKLOAD_NAMES, workloadDescriptor, WORKLOADS } from "../../guests/workloads.ts";
+
+/** Default seed of every run. */
+export const DEFAULT_SEED = 42;
+
+const USAGE = `heapvisor sim: compare hypervisor memory allocators (xmalloc engines) on evidence
+
+Usage:
+  deno task sim [compare] [options]      every engine on every built-in workload, plus the
+                                         near-page wastage curve (the default)
+  deno task sim replay --engine NAME --trace FILE [options]
+                                         replay a trace file on a fresh hypervisor
+  deno task sim curve [options]          the near-page wastage curve only
+  deno task sim trace --workload NAME [--seed N] [--scale F]
+                                         print a built-in workload as a trace file
+  deno task sim engines                  list the engines and what they model
+  deno task sim workloads                list the built-in workloads
+
+Options of compare:
+  --seed N            seed of the run, 0..${SEED_MAX} (default ${DEFAULT_SEED}); printed first
+  --engines A,B       engines to compare (default: all: ${ENGINE_NAMES.join(", ")})
+  --workloads A,B     workloads (default: all: ${WORKLOAD_NAMES.join(", ")})
+  --scale F           multiply every workload's op count by F, 0 < F <= 100 (default 1)
+  --machine-mib N     machine memory in MiB (default 1024)
+  --reps N            timed replays per engine and workload for host ns/op (default 3)
+  --no-timing         leave out wall-clock figures: output is then byte-identical per seed
+  --no-curve          skip the near-page curve
+  --json              one JSON object on stdout instead of tables
+  --quiet             no progress display (it is shown on a terminal only, on stderr)
+
+Options of replay:
+  --engine NAME       engine (one of: ${ENGINE_NAMES.join(", ")})
+  --trace FILE        trace file: lines "a <id> <size>", "f <id>", "# comment"
+  --machine-mib N     machine memory in MiB (default 1024)
+  --reps N            timed replays for ns_per_op (default 9)
+  --no-timing         leave out ns_per_op
+  --json              the figures as one JSON object
+
+Options of curve:
+  --engines A,B       engines (default: all)
+  --step N            spacing of the JSON curve in bytes (default ${CURVE_STEP_BYTES})
+  --json              the full curve as JSON (the table shows the sizes where engines step)
+
+Exit status: 0 done, 2 bad input (the message says what and where), 1 internal error.
+`;
+
+/** A usage error: exit status 2. */
+class UsageError extends Error {
+  override name = "UsageError";
+}
+
+const OPTIONS = {
+  seed: { type: "string" },
+  engines: { type: "string" },
+  engine: { type: "string" },
+  workloads: { type: "string" },
+  workload: { type: "string" },
+  trace: { type: "string" },
+  scale: { type: "string" },
+  "machine-mib": { type: "string" },
+  reps: { type: "string" },
+  step: { type: "string" },
+  "no-timing": { type: "boolean" },
+  "no-curve": { type: "boolean" },
+  json: { type: "boolean" },
+  quiet: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+type Flags = ReturnType<typeof parseFlags>["values"];
+
+function parseFlags(args: string[]) {
+  try {
+    return parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+function intFlag(
+  flags: Flags,
+  name: keyof Flags,
+  fallback: number,
+  lo: number,
+  hi: number,
+): number {
+  const raw = flags[name];
+  if (raw === undefined) return fallback;
+  const value = typeof raw === "string" && /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(value >= lo && value <= hi)) {
+    throw new UsageError(`Invalid --${name} "${raw}": expected an integer in [${lo}, ${hi}]`);
+  }
+  return value;
+}
+
+function listFlag(
+  raw: string | undefined,
+  known: readonly string[],
+  what: string,
+): string[] | undefined {
+  if (raw === undefined) return undefined;
+  const names = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (names.length === 0) throw new UsageError(`Invalid --${what}: empty list`);
+  for (const n of names) {
+    if (!known.includes(n)) {
+      throw new UsageError(
+        `Unknown ${what.replace(/s$/, "")} "${n}": expected one of ${known.join(", ")}`,
+      );
+    }
+  }
+  return names;
+}
+
+function machineBytesFlag(flags: Flags): number {
+  const mib = intFlag(flags, "machine-mib", 1024, 1, 8 * 1024 * 1024);
+  const bytes = MiB(mib);
+  assertMachineBytes(bytes);
+  return bytes;
+}
+
+/** Only these flags make sense for `command`; anything else is a usage error. */
+function allowOnly(flags: Flags, command: string, allowed: readonly string[]): void {
+  for (const key of Object.keys(flags)) {
+    if (key !== "help" && !allowed.includes(key)) {
+      throw new UsageError(`Option --${key} does not apply to "sim ${command}"`);
+    }
+  }
+}
+
+function progressReporter(
+  flags: Flags,
+): ((done: number, total: number, label: string) => void) | undefined {
+  if (flags.quiet || !Deno.stderr.isTerminal()) return undefined;
+  const encoder = new TextEncoder();
+  return (done, total, label) => {
+    const text = done === total ? "" : `[${done + 1}/${total}] ${label}`;
+    Deno.stderr.writeSync(encoder.encode(`\r\x1b[2K${text}`));
+  };
+}
+
+// -- compare ------------------------------------------------------------------------
+
+function compare(flags: Flags, out: string[]): void {
+  allowOnly(flags, "compare", [
+    "seed",
+    "engines",
+    "workloads",
+    "scale",
+    "machine-mib",
+    "reps",
+    "no-timing",
+    "no-curve",
+    "json",
+    "quiet",
+  ]);
+  const seed = intFlag(flags, "seed", DEFAULT_SEED, 0, SEED_MAX);
+  const engines = listFlag(flags.engines, ENGINE_NAMES, "engines");
+  const workloads = listFlag(flags.workloads, WORKLOAD_NAMES, "workloads");
+  const scale = flags.scale === undefined ? 1 : Number(flags.scale);
+  if (!(scale > 0 && scale <= 100)) {
+    throw new UsageError(`Invalid --scale "${flags.scale}": expected a number in (0, 100]`);
+  }
+  const machineBytes = machineBytesFlag(flags);
+  const timedReps = flags["no-timing"] ? 0 : intFlag(flags, "reps", 3, 1, 100);
+  const onProgress = progressReporter(flags);
+  if (!flags.json) {
+    const names = engines ?? ENGINE_NAMES;
+    out.push(
+      `seed=${seed}  engines=${names.join(",")}  machine=${
+        machineBytes / MiB(1)
+      } MiB  scale=${scale}`,
+    );
+    flush(out);
+  }
+  const result = runComparison({
+    seed,
+    scale,
+    machineBytes,
+    timedReps,
+    curve: !flags["no-curve"],
+    ...(engines ? { engines } : {}),
+    ...(workloads ? { workloads } : {}),
+    ...(onProgress ? { onProgress } : {}),
+  });
+  if (flags.json) out.push(JSON.stringify(result, null, 2));
+  else out.push(...renderComparison(result, timedReps));
+}
+
+/**
+ * Mark the best (lowest) value of a row with `*`; values of engines that failed some
+ * allocations (`failed[i]`) get `!` and cannot be best: they served less.
+ */
+function markBest(
+  values: (number | null)[],
+  render: (v: number, i: number) => string,
+  failed: readonly boolean[] = [],
+): Cell[] {
+  const eligible = values.filter((v, i): v is number => v !== null && !failed[i]);
+  const best = Math.min(...eligible);
+  const several = new Set(eligible).size > 1;
+  return values.map((v, i) => {
+    if (v === null) return null;
+    const mark = failed[i] ? " !" : several && v === best ? " *" : "  ";
+    return render(v, i) + mark;
+  });
+}
+
+function renderComparison(r: CompareResult, timedReps: number): string[] {
+  const out: string[] = [];
+  const byWorkload = (name: string) =>
+    r.engines.map((e) => r.results.find((x) => x.trace === name && x.engine === e)!);
+  const rows = (
+    cell: (x: ReplayResult) => number | null,
+    render: (v: number, x: ReplayResult) => string,
+  ) =>
+    r.workloads.map((w) => {
+      const xs = byWorkload(w.name);
+      return [
+        w.name,
+        ...markBest(xs.map(cell), (v, i) => render(v, xs[i]!), xs.map((x) => x.failures > 0)),
+      ];
+    });
+  out.push("");
+  out.push(
+    "Footprint: peak pages held by xmalloc (overhead = pages x 4 KiB / peak live requested bytes)",
+  );
+  out.push(
+    renderTable(
+      ["workload", ...r.engines],
+      rows((x) => x.peak_pages, (v, x) => `${v} (${x.overhead_ratio.toFixed(2)}x)`),
+    ),
+  );
+  out.push("");
+  out.push(
+    "Worst case: max steps of one call (p99 steps)   [steps: list nodes visited, bitmap searches, list ops]",
+  );
+  out.push(
+    renderTable(
+      ["workload", ...r.engines],
+      rows((x) => x.max_steps, (v, x) => `${v} (${x.p99_steps})`),
+    ),
+  );
+  const failing = r.results.filter((x) => x.failures > 0);
+  if (failing.length > 0) {
+    out.push("");
+    out.push("Failures: allocations that returned no block (exhaustion / contiguity / unservable)");
+    out.push(renderTable(
+      ["workload", ...r.engines],
+      rows((x) => x.failures, (v, x) => {
+        const c = x.failures_by_cause;
+        return `${v} (${c.exhaustion}/${c.contiguity}/${c.unservable})`;
+      }),
+    ));
+  }
+  if (timedReps > 0) {
+    out.push("");
+    out.push(
+      `Host time: wall-clock ns per op, median of ${timedReps} replays (this machine; varies run to run)`,
+    );
+    out.push(
+      renderTable(
+        ["workload", ...r.engines],
+        rows((x) => x.ns_per_op ?? null, (v) => v.toFixed(1)),
+      ),
+    );
+  }
+  if (r.curve) {
+    out.push(
+      ...renderCurve(r.curve.sizes_bytes, r.engines, r.curve.pages_per_1024, r.curve.step_ups),
+    );
+  }
+  out.push("");
+  out.push(
+    "* = best in its row; ! = some allocations failed, so the engine served less and is not ranked.",
+  );
+  out.push("Same seed and flags give the same figures; --no-timing drops the host times.");
+  return out;
+}
+
+function renderCurve(
+  sizes: number[],
+  engines: readonly string[],
+  pages: Record<string, (number | null)[]>,
+  stepUps: Record<string, { size_bytes: number; pages_before: number; pages_after: number }[]>,
+): string[] {
+  const out: string[] = [""];
+  out.push(
+    "Near-page wastage: pages held with 1024 live objects of each size (bytes per object = pages x 4)",
+  );
+  const rows: Cell[][] = [];
+  for (const size of CURVE_TABLE_SIZES) {
+    const i = sizes.indexOf(size);
+    if (i < 0) continue;
+    rows.push([size, ...markBest(engines.map((e) => pages[e]![i] ?? null), (v) => String(v))]);
+  }
+  out.push(renderTable(["size (B)", ...engines], rows));
+  out.push("");
+  out.push(
+    `Where the cost per object jumps (>= ${STEP_UP_MIN_RATIO}x from one byte to the next, up to ${CURVE_MAX_BYTES} B):`,
+  );
+  for (const e of engines) {
+    const steps = stepUps[e]!.map((s) =>
+      `${s.size_bytes} B (${s.pages_before} -> ${s.pages_after})`
+    );
+    out.push(
+      `  ${e.padEnd(Math.max(...engines.map((x) => x.length)))}  ${steps.join(", ") || "none"}`,
+    );
+  }
+  return out;
+}
+
+// -- replay -------------------------------------------------------------------------
+
+function replay(flags: Flags, out: string[]): void {
+  allowOnly(flags, "replay", ["engine", "trace", "machine-mib", "reps", "no-timing", "json"]);
+  if (!flags.engine) {
+    throw new UsageError("Missing --engine: expected one of " + ENGINE_NAMES.join(", "));
+  }
+  if (!flags.trace) throw new UsageError("Missing --trace FILE");
+  engineDescriptor(flags.engine);
+  const machineBytes = machineBytesFlag(flags);
+  const timedReps = flags["no-timing"] ? 0 : intFlag(flags, "reps", 9, 1, 1000);
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(flags.trace);
+  } catch (e) {
+    throw new UsageError(`Cannot read trace ${flags.trace}: ${(e as Error).message}`);
+  }
+  const name = flags.trace.replace(/^.*\//, "").replace(/\.trace$/, "");
+  const trace = parseTrace(text, name);
+  const result = replayTrace(trace, { engine: flags.engine, machineBytes, timedReps });
+  if (flags.json) {
+    out.push(JSON.stringify(result, null, 2));
+    return;
+  }
+  const c = result.failures_by_cause;
+  const pa = result.page_allocator;
+  const rows: Cell[][] = [
+    [
+      "ops (allocs / frees / skipped frees)",
+      `${result.ops} (${result.allocs} / ${result.frees} / ${result.skipped_frees})`,
+    ],
+    [
+      "failures (exhaustion / contiguity / quota / unservable)",
+      `${result.failures} (${c.exhaustion} / ${c.contiguity} / ${c.quota} / ${c.unservable})`,
+    ],
+    [
+      "peak pages (pool / whole), meta pages",
+      `${result.peak_pages} (${result.peak_pool_pages} / ${result.peak_whole_pages}), ${result.meta_pages}`,
+    ],
+    ["end pages", result.end_pages],
+    ["peak live requested bytes", result.peak_live_requested_bytes],
+    ["overhead ratio", result.overhead_ratio],
+    [
+      "steps max / mean / p50 / p99 / p99.9",
+      `${result.max_steps} / ${result.mean_steps} / ${result.p50_steps} / ${result.p99_steps} / ${result.p999_steps}`,
+    ],
+    [
+      "page allocator calls (alloc / free / failed)",
+      `${pa.alloc_calls} / ${pa.free_calls} / ${pa.failed_calls}`,
+    ],
+    [
+      "page allocator failures (contiguity / exhaustion)",
+      `${pa.failed_contiguity} / ${pa.failed_exhaustion}`,
+    ],
+  ];
+  if (result.ns_per_op !== undefined) {
+    rows.push([`host ns per op (median of ${timedReps})`, result.ns_per_op]);
+  }
+  out.push(`replay ${result.trace} on ${result.engine}, machine ${result.machine_mib} MiB`);
+  out.push(renderTable(["figure", "value"], rows));
+}
+
+// -- curve, trace, lists ------------------------------------------------------------
+
+function curve(flags: Flags, out: string[]): void {
+  allowOnly(flags, "curve", ["engines", "step", "json", "quiet"]);
+  const engines = listFlag(flags.engines, ENGINE_NAMES, "engines") ?? [...ENGINE_NAMES];
+  const step = intFlag(flags, "step", CURVE_STEP_BYTES, 1, 4096);
+  const sizes = [...new Set([...curveSizes(CURVE_MAX_BYTES, step), ...CURVE_TABLE_SIZES])].sort((
+    a,
+    b,
+  ) => a - b);
+  const onProgress = progressReporter(flags);
+  const pages: Record<string, (number | null)[]> = {};
+  const stepUps: Record<string, ReturnType<typeof findStepUps>> = {};
+  engines.forEach((e, i) => {
+    onProgress?.(i, engines.length, `near-page curve of ${e}`);
+    pages[e] = nearPageCurve(e, sizes).map((p) => p.pages_per_1024);
+    stepUps[e] = findStepUps(e, 1, CURVE_MAX_BYTES, 64, STEP_UP_MIN_RATIO);
+  });
+  onProgress?.(engines.length, engines.length, "done");
+  if (flags.json) {
+    out.push(
+      JSON.stringify(
+        { object_count: 1024, sizes_bytes: sizes, pages_per_1024: pages, step_ups: stepUps },
+        null,
+        2,
+      ),
+    );
+  } else {
+    out.push(...renderCurve(sizes, engines, pages, stepUps).slice(1));
+  }
+}
+
+function traceCommand(flags: Flags, out: string[]): void {
+  allowOnly(flags, "trace", ["workload", "seed", "scale"]);
+  if (!flags.workload) {
+    throw new UsageError("Missing --workload: expected one of " + WORKLOAD_NAMES.join(", "));
+  }
+  const workload = workloadDescriptor(flags.workload);
+  const seed = intFlag(flags, "seed", DEFAULT_SEED, 0, SEED_MAX);
+  const scale = flags.scale === undefined ? 1 : Number(flags.scale);
+  if (!(scale > 0 && scale <= 100)) {
+    throw new UsageError(`Invalid --scale "${flags.scale}": expected a number in (0, 100]`);
+  }
+  const trace = workload.generate(new Prng(deriveSeed(seed, workload.name)), scale);
+  out.push(
+    formatTrace(
+      trace,
+      `${workload.name}\n${workload.description}\nseed=${seed} scale=${scale} ops=${trace.opCount}`,
+    ).trimEnd(),
+  );
+}
+
+function listEngines(flags: Flags, out: string[]): void {
+  allowOnly(flags, "engines", ["json"]);
+  if (flags.json) {
+    out.push(
+      JSON.stringify(
+        ENGINES.map(({ name, description, modelledOn, parameters }) => ({
+          name,
+          description,
+          modelledOn,
+          parameters,
+        })),
+        null,
+        2,
+      ),
+    );
+    return;
+  }
+  for (const e of ENGINES) {
+    out.push(`${e.name}: ${e.description}`);
+    out.push(`  models: ${e.modelledOn}`);
+    for (const [k, v] of Object.entries(e.parameters)) out.push(`  ${k}: ${v}`);
+    out.push("");
+  }
+}
+
+function listWorkloads(flags: Flags, out: string[]): void {
+  allowOnly(flags, "workloads", ["json"]);
+  if (flags.json) {
+    out.push(
+      JSON.stringify(WORKLOADS.map(({ name, description }) => ({ name, description })), null, 2),
+    );
+  } else for (const w of WORKLOADS) out.push(`${w.name}: ${w.description}`);
+}
+
+// -- main ---------------------------------------------------------------------------
+
+function flush(out: string[]): void {
+  if (out.length === 0) return;
+  Deno.stdout.writeSync(new TextEncoder().encode(out.join("\n") + "\n"));
+  out.length = 0;
+}
+
+/**
+ * Run the CLI with `args`; returns the exit status. Output is written only when a
+ * command has fully succeeded (apart from the compare header, printed at the start).
+ */
+export function main(args: string[]): number {
+  const out: string[] = [];
+  try {
+    const { values: flags, positionals } = parseFlags(args);
+    if (flags.help) {
+      out.push(USAGE.trimEnd());
+      flush(out);
+      return 0;
+    }
+    if (positionals.length > 1) throw new UsageError(`Unexpected argument "${positionals[1]}"`);
+    const command = positionals[0] ?? "compare";
+    const commands: Record<string, (f: Flags, o: string[]) => void> = {
+      compare,
+      replay,
+      curve,
+      trace: traceCommand,
+      engines: listEngines,
+      workloads: listWorkloads,
+    };
+    const run = commands[command];
+    if (!run) {
+      throw new UsageError(
+        `Unknown command "${command}": expected one of ${Object.keys(commands).join(", ")}`,
+      );
+    }
+    run(flags, out);
+    flush(out);
+    return 0;
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof TraceError || e instanceof RangeError) {
+      console.error(`sim: ${e.message}`);
+      if (e instanceof UsageError) console.error("Run 'deno task sim --help' for usage.");
+      return 2;
+    }
+    console.error(
+      `sim: internal error (a bug; please report it with the command line): ${
+        (e as Error).stack ?? e
+      }`,
+    );
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(main(Deno.args));
