@@ -59,7 +59,8 @@ export function addressToFrame(address: number): number {
 
 /** Byte offset of `address` within its page. */
 export function pageOffset(address: number): number {
-  return (address - DIRECTMAP_BASE_ADDRESS) % PAGE_SIZE_BYTES;
+  const rel = address - DIRECTMAP_BASE_ADDRESS;
+  return rel - Math.floor(rel / PAGE_SIZE_BYTES) * PAGE_SIZE_BYTES;
 }
 
 /**

@@ -196,6 +196,7 @@ export class TlsfPool {
    * free header in front of the returned pointer. Returns the pad in bytes.
    */
   addPadding(h: number, alignBytes: number): number {
+    if (alignBytes <= MEM_ALIGN_BYTES) return 0; // payloads are always 16-byte aligned
     const address = this.payloadAddress(h);
     const pad = (alignBytes - (address % alignBytes)) % alignBytes;
     if (pad !== 0) this.#sizeWord[h + (pad >> GRANULE_SHIFT)] = HDR_PAD | pad | FREE_BLOCK;
@@ -421,6 +422,7 @@ export class TlsfPool {
     for (let slot = 0; slot < this.#slotsUsed; slot++) {
       if (this.#slotFrame[slot] !== NIL) this.#releaseRegion(slot);
     }
+    this.#sizeWord.fill(0); // live blocks' headers too
     this.#flBitmap = 0;
     this.#slBitmap.fill(0);
     this.#matrix.fill(NIL);
@@ -431,7 +433,9 @@ export class TlsfPool {
   #releaseRegion(slot: number): void {
     const frame = this.#slotFrame[slot]!;
     const base = slot << REGION_SHIFT;
-    this.#sizeWord.fill(0, base, base + GRANULES_PER_REGION);
+    // A wholly free region has two headers left (every merge clears the absorbed one).
+    this.#sizeWord[base] = 0;
+    this.#sizeWord[base + GRANULES_PER_REGION - 1] = 0;
     this.#slotFrame[slot] = NIL;
     this.#freeSlots.push(slot);
     this.#regionCount--;

@@ -1,0 +1,101 @@
+/**
+ * heapvisor: a model hypervisor for choosing a memory allocator on evidence.
+ *
+ * A buddy page allocator over machine frames (Xen's `alloc_heap_pages`), an xmalloc
+ * whose engine is chosen by name (Xen 3.3's first fit, Xen's TLSF, Linux's SLUB),
+ * trace replay with the reference figures' measurements, built-in seeded workloads
+ * and the near-page wastage curve.
+ *
+ * @example Replay a trace on today's Xen TLSF
+ * ```ts
+ * import { parseTrace, replayTrace } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * const trace = parseTrace("a 1 4095\na 2 100\nf 1\nf 2\n", "demo");
+ * const r = replayTrace(trace, { engine: "tlsf", machineBytes: 64 * 1024 * 1024 });
+ * assert.equal(r.peak_whole_pages, 1); // xmalloc(PAGE_SIZE - 1) takes one page
+ * assert.equal(r.end_pages, 0);
+ * ```
+ *
+ * @example Use an engine directly
+ * ```ts
+ * import { Hypervisor } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * const hv = new Hypervisor({ engine: "first-fit", machineBytes: 64 * 1024 * 1024 });
+ * const p = hv.xmalloc.allocate(4095);
+ * assert.equal(hv.xmalloc.pagesHeld().wholePages, 2); // the 2008 sawtooth
+ * hv.xmalloc.free(p);
+ * assert.deepEqual(hv.xmalloc.check(), []);
+ * ```
+ *
+ * @module
+ */
+
+export {
+  alignUp,
+  DIRECTMAP_BASE_ADDRESS,
+  formatAddress,
+  formatBytes,
+  getOrderFromBytes,
+  getOrderFromPages,
+  GiB,
+  KiB,
+  MACHINE_BYTES_MAX,
+  MiB,
+  PAGE_SHIFT,
+  PAGE_SIZE_BYTES,
+} from "./src/units.ts";
+export { deriveSeed, Prng, SEED_MAX } from "./src/prng.ts";
+export { IntegerHistogram, median } from "./src/stats.ts";
+export { formatTrace, OP_ALLOC, OP_FREE, parseTrace, type Trace, TraceError } from "./src/trace.ts";
+export {
+  BuddyPageAllocator,
+  MAX_ORDER,
+  type PageAllocatorStats,
+  type PageFailureCause,
+  PageFreeError,
+} from "./hypervisor/page_allocator.ts";
+export {
+  type AllocFailureCause,
+  type EngineContext,
+  type EngineDescriptor,
+  type EnginePages,
+  type EngineStats,
+  InvalidFreeError,
+  type InvalidFreeReason,
+  PageSource,
+  type XmallocEngine,
+} from "./hypervisor/xmalloc/engine.ts";
+export { ENGINE_NAMES, engineDescriptor, ENGINES } from "./hypervisor/xmalloc/registry.ts";
+export {
+  DEFAULT_MACHINE_BYTES,
+  Hypervisor,
+  type HypervisorOptions,
+  XEN_HEAP_OWNER,
+} from "./hypervisor/hypervisor.ts";
+export {
+  overheadRatio,
+  type ReplayOptions,
+  type ReplayResult,
+  replayTrace,
+  timeTrace,
+} from "./hypervisor/replay.ts";
+export {
+  CURVE_OBJECT_COUNT,
+  type CurvePoint,
+  findStepUps,
+  nearPageCurve,
+  pagesPer1024,
+  type StepUp,
+} from "./hypervisor/wastage.ts";
+export {
+  type CompareOptions,
+  type CompareResult,
+  type CurveResult,
+  runComparison,
+} from "./hypervisor/compare.ts";
+export {
+  WORKLOAD_NAMES,
+  type WorkloadDescriptor,
+  workloadDescriptor,
+  WORKLOADS,
+} from "./guests/workloads.ts";
