@@ -1,0 +1,141 @@
+/**
+ * `deno task bench`: speed and memory figures, measured in one run on this machine.
+ *
+ * 1. Every reference trace replayed per engine: host ns per op (median of timed
+ *    replays after a warm-up), beside the native C figures recorded with the
+ *    reference (tests/fixtures/README.md, "Timing"), and the ratio to Xen's TLSF in C.
+ * 2. Page allocator: boot time and resident memory of a 64 GiB and a 1 TiB machine.
+ *
+ * Timings on a shared machine are noisy (+-20% run to run); ratios within one run are
+ * the figures to read. Nothing here is asserted: targets live in the README.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { parseTrace } from "../trace.ts";
+import { renderTable } from "../table.ts";
+import { GiB, PAGE_SIZE_BYTES } from "../units.ts";
+import { timeTrace } from "../../hypervisor/replay.ts";
+import { BuddyPageAllocator } from "../../hypervisor/page_allocator.ts";
+import { ENGINE_NAMES } from "../../hypervisor/xmalloc/registry.ts";
+
+const FIXTURES = new URL("../../tests/fixtures/", import.meta.url);
+const TRACES = ["compcache", "near-page-uniform", "page-minus-delta", "frag-ramp"];
+
+function nativeNs(engine: string, trace: string): number | null {
+  try {
+    const ref = JSON.parse(Deno.readTextFileSync(new URL(`${engine}/${trace}.json`, FIXTURES)));
+    return typeof ref.ns_per_op === "number" ? ref.ns_per_op : null;
+  } catch {
+    return null; // no native figure recorded for this pair
+  }
+}
+
+function benchReplays(reps: number, engines: string[]): void {
+  console.log(`Trace replay: host ns per op, median of ${reps} timed replays after one warm-up`);
+  const header = ["trace", ...engines, "C xen-firstfit", "C xen-tlsf", "C conte-tlsf"];
+  const rows = [];
+  const ratios: string[] = [];
+  for (const name of TRACES) {
+    const trace = parseTrace(
+      Deno.readTextFileSync(new URL(`traces/${name}.trace`, FIXTURES)),
+      name,
+    );
+    const cTlsf = nativeNs("xen-tlsf", name);
+    const row: (string | number | null)[] = [name];
+    for (const engine of engines) {
+      const ns = timeTrace(trace, engine, GiB(1), reps);
+      row.push(ns.toFixed(1));
+      if (cTlsf !== null && (engine === "tlsf" || engine === "slub")) {
+        ratios.push(
+          `${engine} on ${name}: ${(ns / cTlsf).toFixed(2)}x C xen-tlsf (${
+            ns.toFixed(1)
+          } / ${cTlsf} ns)`,
+        );
+      }
+    }
+    row.push(nativeNs("xen-firstfit", name), cTlsf, nativeNs("conte-tlsf", name));
+    rows.push(row);
+  }
+  console.log(renderTable(header, rows));
+  console.log("");
+  console.log("Ratio to native C (target: tlsf and slub within 3x of C xen-tlsf on compcache):");
+  for (const r of ratios) console.log(`  ${r}`);
+}
+
+function benchMachines(): void {
+  console.log("");
+  const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
+  console.log(
+    `Page allocator: boot (construct the buddy allocator) and process resident memory (RSS before: ${
+      mib(Deno.memoryUsage().rss)
+    } MiB)`,
+  );
+  const rows = [];
+  for (const [label, bytes] of [["64 GiB", GiB(64)], ["1 TiB", GiB(1024)]] as const) {
+    const t0 = performance.now();
+    const pages = new BuddyPageAllocator(bytes / PAGE_SIZE_BYTES);
+    const bootMs = performance.now() - t0;
+    const rssBoot = Deno.memoryUsage().rss;
+    // Use it: 100k single pages and 1k order-9 blocks, then give them back.
+    const frames = new Int32Array(101_000);
+    const t1 = performance.now();
+    for (let i = 0; i < 100_000; i++) frames[i] = pages.alloc(0, 1);
+    for (let i = 100_000; i < 101_000; i++) frames[i] = pages.alloc(9, 1);
+    for (let i = 0; i < 101_000; i++) pages.free(frames[i]!, i < 100_000 ? 0 : 9);
+    const opsNs = ((performance.now() - t1) * 1e6) / (2 * frames.length);
+    rows.push([
+      label,
+      pages.frameCount,
+      bootMs.toFixed(2),
+      mib(rssBoot),
+      mib(Deno.memoryUsage().rss),
+      opsNs.toFixed(1),
+    ]);
+  }
+  console.log(
+    renderTable([
+      "machine",
+      "frames",
+      "boot ms",
+      "RSS MiB after boot",
+      "RSS MiB after use",
+      "ns per alloc/free",
+    ], rows),
+  );
+  console.log(
+    "(metadata: 9 bytes of typed arrays per frame; the OS backs them lazily, so untouched frames cost no RSS)",
+  );
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      reps: { type: "string" },
+      engines: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log("Usage: deno task bench [--reps N (default 9)] [--engines A,B (default all)]");
+    Deno.exit(0);
+  }
+  const reps = values.reps === undefined ? 9 : Number(values.reps);
+  if (!Number.isInteger(reps) || reps < 1 || reps > 100) {
+    console.error(`bench: Invalid --reps "${values.reps}": expected an integer in [1, 100]`);
+    Deno.exit(2);
+  }
+  const engines = values.engines?.split(",") ?? [...ENGINE_NAMES];
+  const unknown = engines.filter((e) => !ENGINE_NAMES.includes(e));
+  if (unknown.length > 0) {
+    console.error(
+      `bench: Unknown engine "${unknown[0]}": expected one of ${ENGINE_NAMES.join(", ")}`,
+    );
+    Deno.exit(2);
+  }
+  console.log(`heapvisor bench  deno ${Deno.version.deno}  ${navigator.hardwareConcurrency} CPUs`);
+  benchReplays(reps, engines);
+  benchMachines();
+}
