@@ -220,7 +220,7 @@ export function replayTrace(trace: Trace, options: ReplayOptions): ReplayResult 
       failed_by_order: pa.failedByOrder,
     },
   };
-  if ((options.timedReps ?? 0) > 0) {
+  if ((options.timedReps ?? 0) > 0 && opCount > 0) {
     result.ns_per_op = roundTo(
       timeTrace(trace, options.engine, machineBytes, options.timedReps!),
       3,

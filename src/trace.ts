@@ -59,7 +59,8 @@ export class TraceError extends Error {
  * Parse and validate a whole trace.
  *
  * @param text the trace
- * @param name its name, for errors and results
+ * @param name its name, for results
+ * @param source where it came from, for errors (default: the name)
  * @returns the ops
  * @throws {TraceError} at the first bad line: unknown op, wrong field count, a size
  *   that is not an integer in [1, 2^40], an `a` of an id that is still live, an `f`
@@ -74,7 +75,7 @@ export class TraceError extends Error {
  * assert.throws(() => parseTrace("f y\n", "bad"), /line 1: free of id "y"/);
  * ```
  */
-export function parseTrace(text: string, name: string): Trace {
+export function parseTrace(text: string, name: string, source: string = name): Trace {
   let capacity = 1024;
   let kinds = new Uint8Array(capacity);
   let ids = new Int32Array(capacity);
@@ -95,7 +96,7 @@ export function parseTrace(text: string, name: string): Trace {
     const op = fields[0];
     if (op !== "a" && op !== "f") {
       throw new TraceError(
-        name,
+        source,
         lineNo,
         `unknown op "${op}": expected "a <id> <size>" or "f <id>"`,
       );
@@ -103,7 +104,7 @@ export function parseTrace(text: string, name: string): Trace {
     const wanted = op === "a" ? 3 : 2;
     if (fields.length !== wanted) {
       throw new TraceError(
-        name,
+        source,
         lineNo,
         `"${op}" takes ${wanted - 1} field${wanted === 2 ? "" : "s"}, found ${fields.length - 1}`,
       );
@@ -120,11 +121,11 @@ export function parseTrace(text: string, name: string): Trace {
       const text = fields[2]!;
       size = /^[0-9]+$/.test(text) ? Number(text) : NaN;
       if (!(size >= 1 && size <= TRACE_SIZE_MAX_BYTES)) {
-        throw new TraceError(name, lineNo, `size "${text}" is not an integer in [1, 2^40]`);
+        throw new TraceError(source, lineNo, `size "${text}" is not an integer in [1, 2^40]`);
       }
       if (liveSince[index]! > 0) {
         throw new TraceError(
-          name,
+          source,
           lineNo,
           `id "${id}" is already live (allocated at line ${liveSince[index]})`,
         );
@@ -132,7 +133,7 @@ export function parseTrace(text: string, name: string): Trace {
       liveSince[index] = lineNo;
     } else {
       if (liveSince[index] === 0) {
-        throw new TraceError(name, lineNo, `free of id "${id}", which is not live`);
+        throw new TraceError(source, lineNo, `free of id "${id}", which is not live`);
       }
       liveSince[index] = 0;
     }

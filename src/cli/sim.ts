@@ -357,7 +357,7 @@ function replay(flags: Flags, out: string[]): void {
     throw new UsageError(`Cannot read trace ${flags.trace}: ${(e as Error).message}`);
   }
   const name = flags.trace.replace(/^.*\//, "").replace(/\.trace$/, "");
-  const trace = parseTrace(text, name);
+  const trace = parseTrace(text, name, flags.trace);
   const result = replayTrace(trace, { engine: flags.engine, machineBytes, timedReps });
   if (flags.json) {
     out.push(JSON.stringify(result, null, 2));
