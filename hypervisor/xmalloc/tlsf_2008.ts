@@ -36,7 +36,7 @@ const ORDER_BITS = 32; // private word of a whole-page head: -(1 + order + 32 * 
 export class Tlsf2008Engine extends TlsfFrontEnd {
   readonly name = "tlsf-2008";
   readonly description =
-    "Xen 3.4's TLSF xmalloc (9736b76d829b): sizes >= 4064 to 2^order whole pages";
+    "Xen's first TLSF xmalloc (9736b76d829b, 2008): sizes >= 4064 to 2^order whole pages";
   override readonly maxAlignBytes: number = PAGE_SIZE_BYTES;
   protected override readonly idleRegionAllowed = true;
 
@@ -105,7 +105,8 @@ export class Tlsf2008Engine extends TlsfFrontEnd {
 /** Registry entry of the `tlsf-2008` engine. */
 export const tlsf2008Engine: EngineDescriptor = {
   name: "tlsf-2008",
-  description: "Xen 3.4's first TLSF xmalloc: sizes >= 4064 to 2^order whole pages, no tail trim",
+  description:
+    "Xen's first TLSF xmalloc (2008): sizes >= 4064 to 2^order whole pages, no tail trim",
   modelledOn:
     "xen/common/xmalloc_tlsf.c @9736b76d829b: _xmalloc, xfree, tlsf_xenheap_malloc_whole_pages, tlsf_malloc, tlsf_free",
   parameters: {
