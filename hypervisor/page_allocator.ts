@@ -25,6 +25,8 @@ import { PAGE_SIZE_BYTES } from "../src/units.ts";
 /** Largest order the allocator manages (Xen x86: MAX_ORDER 20, 4 GiB blocks). */
 export const MAX_ORDER = 20;
 
+/** Largest order a request may name; above maxOrder it fails as no such block exists. */
+const ORDER_LIMIT = 62;
 const STATE_FREE = 0x80; // head of a free block; low 6 bits: order
 const STATE_ALLOCATED = 0x40; // head of an allocated block; low 6 bits: order
 const STATE_ORDER_MASK = 0x3f;
@@ -119,7 +121,7 @@ export class BuddyPageAllocator {
     this.#link1 = new Int32Array(frameCount);
     this.#heads = new Int32Array(maxOrder + 1).fill(NIL);
     this.#freeBlocksByOrder = new Float64Array(maxOrder + 1);
-    this.#failedByOrder = new Float64Array(maxOrder + 1);
+    this.#failedByOrder = new Float64Array(ORDER_LIMIT + 1);
     // Maximal naturally aligned blocks, ascending address order.
     let frame = 0;
     while (frame < frameCount) {
@@ -138,16 +140,16 @@ export class BuddyPageAllocator {
   /**
    * Allocate a naturally aligned block of 2^order frames for `owner`.
    *
-   * @param order 0..maxOrder
+   * @param order 0..62; above maxOrder it always fails (no block that large exists)
    * @param owner a non-negative integer naming who holds the pages
    * @returns the first frame of the block, or -1 if no free block of that order
    *   exists (counted as a contiguity failure if enough frames were free)
    * @throws {RangeError} on an order or owner out of range
    */
   alloc(order: number, owner: number): number {
-    if (!(order >= 0 && order <= this.maxOrder && Number.isInteger(order))) {
+    if (!(order >= 0 && order <= ORDER_LIMIT && Number.isInteger(order))) {
       throw new RangeError(
-        `Invalid page order ${order}: expected an integer in [0, ${this.maxOrder}]`,
+        `Invalid page order ${order}: expected an integer in [0, ${ORDER_LIMIT}]`,
       );
     }
     if (!(owner >= 0 && Number.isInteger(owner) && owner < 2 ** 31)) {
@@ -156,7 +158,7 @@ export class BuddyPageAllocator {
     this.#allocCalls++;
     let j = order;
     while (j <= this.maxOrder && this.#heads[j] === NIL) j++;
-    if (j > this.maxOrder) {
+    if (j > this.maxOrder) { // every order above maxOrder lands here too: no such block
       this.#failedByOrder[order]!++;
       if (this.#freeFrames >= 2 ** order) this.#failedContiguity++;
       else this.#failedExhaustion++;
