@@ -132,6 +132,7 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
     if (kind === "whole") {
       if (sizeBytes <= this.wholeUsableBytes(this.#resolvedFrame) && address % align === 0) {
         this.lastSteps = 0;
+        this.lastFailureCause = null;
         return address;
       }
     } else {
@@ -145,6 +146,7 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
         pool.clearPadding(h, this.#resolvedPad);
         const pad = pool.addPadding(h, align);
         this.lastSteps = 0;
+        this.lastFailureCause = null;
         return pool.payloadAddress(h) + pad;
       }
     }
@@ -197,6 +199,9 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
     }
     return errors;
   }
+
+  /** Nothing cached: a page goes back as soon as it holds no block. */
+  shrink(): void {}
 
   destroy(): void {
     this.pool?.releaseAll();

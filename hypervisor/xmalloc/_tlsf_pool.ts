@@ -68,6 +68,7 @@ const FREE_BLOCK = 0x1;
 const PREV_FREE = 0x2;
 const HDR_VALID = 0x4000_0000; // model-only: a header starts at this granule
 const HDR_PAD = 0x2000_0000; // model-only: add_padding()'s fake header
+const HDR_PADDED = 0x1000_0000; // model-only: this live block's pointer is padded
 const SIZE_MASK = 0x0fff_fff8; // BLOCK_SIZE_MASK without the model's tags
 const NIL = -1;
 
@@ -169,6 +170,7 @@ export class TlsfPool {
   liveHeaderAt(slot: number, offset: number): number {
     if (offset < BHDR_OVERHEAD_BYTES || (offset & (MEM_ALIGN_BYTES - 1)) !== 0) return -1;
     let h = (slot << REGION_SHIFT) + ((offset - BHDR_OVERHEAD_BYTES) >> GRANULE_SHIFT);
+    const h0 = h;
     let w = this.#sizeWord[h]!;
     if ((w & HDR_PAD) !== 0) {
       h -= (w & SIZE_MASK) >> GRANULE_SHIFT;
@@ -177,7 +179,9 @@ export class TlsfPool {
     }
     if ((w & HDR_VALID) !== 0) {
       if ((w & SIZE_MASK) === 0) return -1; // the sentinel
-      return (w & FREE_BLOCK) !== 0 ? -2 : h;
+      if ((w & FREE_BLOCK) !== 0) return -2;
+      // The payload start of a padded block is not the pointer it was handed out as.
+      return (w & HDR_PADDED) !== 0 && (this.#sizeWord[h0]! & HDR_PAD) === 0 ? -1 : h;
     }
     // Not a header: inside some block. Inside a free one means it was freed before.
     let g = h;
@@ -199,13 +203,19 @@ export class TlsfPool {
     if (alignBytes <= MEM_ALIGN_BYTES) return 0; // payloads are always 16-byte aligned
     const address = this.payloadAddress(h);
     const pad = (alignBytes - (address % alignBytes)) % alignBytes;
-    if (pad !== 0) this.#sizeWord[h + (pad >> GRANULE_SHIFT)] = HDR_PAD | pad | FREE_BLOCK;
+    if (pad !== 0) {
+      this.#sizeWord[h + (pad >> GRANULE_SHIFT)] = HDR_PAD | pad | FREE_BLOCK;
+      this.#sizeWord[h] = this.#sizeWord[h]! | HDR_PADDED;
+    }
     return pad;
   }
 
   /** Remove the fake header of a padded pointer (when its block is freed or re-padded). */
   clearPadding(h: number, pad: number): void {
-    if (pad !== 0) this.#sizeWord[h + (pad >> GRANULE_SHIFT)] = 0;
+    if (pad !== 0) {
+      this.#sizeWord[h + (pad >> GRANULE_SHIFT)] = 0;
+      this.#sizeWord[h] = this.#sizeWord[h]! & ~HDR_PADDED;
+    }
   }
 
   // -- mapping functions ------------------------------------------------------------

@@ -211,6 +211,14 @@ export interface XmallocEngine {
   /** Walk every list and block; one message per broken invariant (empty when sound). */
   check(): string[];
 
+  /**
+   * Give back pages the engine keeps cached while they hold no live block (Linux's
+   * `kmem_cache_shrink()`: SLUB keeps empty slabs on its per-CPU and node partial
+   * lists). Engines that return pages as soon as they are free do nothing. Live
+   * blocks are untouched.
+   */
+  shrink(): void;
+
   /** Give every page back to the page allocator (the pool is unusable afterwards). */
   destroy(): void;
 }

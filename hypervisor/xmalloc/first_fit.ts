@@ -148,6 +148,7 @@ export class FirstFitEngine implements XmallocEngine {
     assertAllocArgs(sizeBytes, alignBytes, cpu, this.#cpuCount, this.maxAlignBytes);
     if (sizeBytes <= this.usableSize(address)) {
       this.lastSteps = 0;
+      this.lastFailureCause = null;
       return address;
     }
     const moved = this.allocate(sizeBytes, alignBytes, cpu);
@@ -182,6 +183,9 @@ export class FirstFitEngine implements XmallocEngine {
       stepTotals: { list_nodes_visited: this.#nodesVisited },
     };
   }
+
+  /** Nothing cached: a page goes back as soon as it holds no block. */
+  shrink(): void {}
 
   destroy(): void {
     this.#source.releaseAll();

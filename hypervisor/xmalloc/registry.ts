@@ -7,11 +7,17 @@
 
 import type { EngineDescriptor } from "./engine.ts";
 import { firstFitEngine } from "./first_fit.ts";
+import { slubEngine } from "./slub.ts";
 import { tlsfEngine } from "./tlsf.ts";
 import { tlsf2008Engine } from "./tlsf_2008.ts";
 
 /** Every engine, in the order comparisons print them. */
-export const ENGINES: readonly EngineDescriptor[] = [firstFitEngine, tlsf2008Engine, tlsfEngine];
+export const ENGINES: readonly EngineDescriptor[] = [
+  firstFitEngine,
+  tlsf2008Engine,
+  tlsfEngine,
+  slubEngine,
+];
 
 /** Names of every engine. */
 export const ENGINE_NAMES: readonly string[] = ENGINES.map((e) => e.name);

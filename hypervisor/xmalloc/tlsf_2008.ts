@@ -14,8 +14,8 @@
  *   cause `unservable` (fixed in 2009 by ba0d6cfc6b, whose message reports the same
  *   range for 128-byte aligned requests: 3921..3951 + 112 bytes of padding).
  *
- * Model limit: alignments above PAGE_SIZE are refused (the 2008 code would place the
- * padded pointer outside the first page of the block).
+ * Model limit: alignments of PAGE_SIZE and above are refused: the 16-byte header in
+ * front of a whole-page block would put the padded pointer on the block's second page.
  *
  * @module
  */
@@ -37,7 +37,7 @@ export class Tlsf2008Engine extends TlsfFrontEnd {
   readonly name = "tlsf-2008";
   readonly description =
     "Xen's first TLSF xmalloc (9736b76d829b, 2008): sizes >= 4064 to 2^order whole pages";
-  override readonly maxAlignBytes: number = PAGE_SIZE_BYTES;
+  override readonly maxAlignBytes: number = PAGE_SIZE_BYTES / 2;
   protected override readonly idleRegionAllowed = true;
 
   /** @param context page source and CPU count */
@@ -54,7 +54,7 @@ export class Tlsf2008Engine extends TlsfFrontEnd {
   protected xmalloc(pool: TlsfPool, sizeBytes: number, alignBytes: number): number {
     if (alignBytes > this.maxAlignBytes) {
       throw new RangeError(
-        `Invalid alignment ${alignBytes}: tlsf-2008 aligns to at most 4096 bytes`,
+        `Invalid alignment ${alignBytes}: tlsf-2008 aligns to at most 2048 bytes`,
       );
     }
     const padded = sizeBytes + alignBytes - MEM_ALIGN_BYTES;
