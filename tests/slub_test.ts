@@ -744,3 +744,335 @@ Deno.test("slub: seeded random runs keep every invariant", async (t) => {
     });
   }
 });
+
+// -- shrink(): kmem_cache_shrink() -------------------------------------------------------
+
+/** Sum of every kind of step since the engine was created. */
+function stepTotalsOf(engine: SlubEngine): Record<string, number> {
+  return { ...engine.stats().stepTotals };
+}
+
+/** Steps by kind between two `stepTotalsOf` snapshots. */
+function stepDelta(
+  before: Record<string, number>,
+  after: Record<string, number>,
+): Record<string, number> {
+  return Object.fromEntries(SLUB_STEP_KINDS.map((k) => [k, after[k]! - before[k]!]));
+}
+
+/** Every live address answers usableSize with at least its size, and no two overlap. */
+function assertLiveValid(engine: SlubEngine, live: Map<number, number>, label: string): void {
+  const spans = [...live].map(([a, size]) => {
+    const usable = engine.usableSize(a);
+    assert.ok(usable >= size, `${label}: block 0x${a.toString(16)} shrank to ${usable}`);
+    return [a, a + usable] as const;
+  });
+  spans.sort((x, y) => x[0] - y[0]);
+  for (let i = 1; i < spans.length; i++) {
+    assert.ok(spans[i]![0] >= spans[i - 1]![1], `${label}: blocks overlap`);
+  }
+}
+
+/**
+ * Random kmalloc/kfree on random CPUs (grow, then shrink phases), checked each op;
+ * with `shrinkEvery`, shrink() every that many ops and check the live blocks survive.
+ * Returns the live blocks (address -> requested size).
+ */
+function shrinkRun(
+  m: Machine,
+  seed: number,
+  ops: number,
+  shrinkEvery = 0,
+): Map<number, number> {
+  const rng = new Prng(seed);
+  const cpus = m.engine.cpuCount;
+  const live = new Map<number, number>();
+  const order: number[] = [];
+  const hot = CLASSES[rng.index(CLASSES.length)]!;
+  for (let op = 0; op < ops; op++) {
+    const cpu = rng.index(cpus);
+    const freeShare = Math.floor(op / 700) % 2 === 0 ? 0.3 : 0.75;
+    if (order.length > 0 && rng.nextFloat() < freeShare) {
+      const i = rng.index(order.length);
+      const address = order[i]!;
+      order[i] = order[order.length - 1]!;
+      order.pop();
+      live.delete(address);
+      m.engine.free(address, cpu);
+    } else {
+      const r = rng.nextFloat();
+      const size = r < 0.5
+        ? hot - rng.index(4)
+        : r < 0.95
+        ? 1 + rng.index(8192)
+        : 8193 + rng.index(20000);
+      const address = m.engine.allocate(size, 1, cpu);
+      assert.notEqual(address, 0, `seed ${seed} op ${op}: allocate(${size}) failed`);
+      assert.ok(!live.has(address), `seed ${seed} op ${op}: a live block handed out twice`);
+      live.set(address, size);
+      order.push(address);
+    }
+    if (shrinkEvery > 0 && op % shrinkEvery === shrinkEvery - 1) {
+      const before = stepTotalsOf(m.engine);
+      m.engine.shrink();
+      const delta = stepDelta(before, stepTotalsOf(m.engine));
+      assert.equal(Object.values(delta).reduce((x, y) => x + y, 0), m.engine.lastSteps);
+      assert.equal(delta.freelistPop, 0, "a shrink allocates nothing");
+      assert.equal(delta.newSlab, 0, "a shrink builds no slab");
+      for (const state of m.engine.inspect()) {
+        assert.equal(state.nodePartialEmptySlabs, 0, `${state.name}: empty slab kept`);
+        for (const c of state.cpus) {
+          assert.deepEqual(c, { slabFrame: -1, cpuFreelistObjects: 0, partialSlabs: 0 });
+        }
+      }
+      assertLiveValid(m.engine, live, `seed ${seed} after shrink at op ${op}`);
+    }
+    assert.deepEqual([...m.engine.check(), ...m.pages.check()], [], `seed ${seed} op ${op}`);
+    assert.equal(m.engine.stats().liveBlockCount, live.size);
+  }
+  return live;
+}
+
+Deno.test("slub: shrink() is kmem_cache_shrink()", async (t) => {
+  for (const [seed, cpus] of [[101, 1], [202, 2], [303, 4]] as const) {
+    await t.step(`seed ${seed}, ${cpus} CPU(s): after freeing everything, 0 pages`, () => {
+      const m = machine(cpus, 8192);
+      const live = shrinkRun(m, seed, 3000);
+      for (const address of live.keys()) m.engine.free(address, (address >> 6) % cpus);
+      assertSound(m);
+      assert.equal(m.engine.stats().liveBlockCount, 0);
+      const held = m.engine.pagesHeld();
+      assert.equal(held.wholePages, 0);
+      assert.ok(held.poolPages > 0, "SLUB keeps empty slabs cached until a shrink");
+      const slabs = m.engine.stats().slabCount;
+      const before = stepTotalsOf(m.engine);
+      m.engine.shrink();
+      const delta = stepDelta(before, stepTotalsOf(m.engine));
+      assert.deepEqual(m.engine.pagesHeld(), { poolPages: 0, wholePages: 0, metaPages: 0 });
+      assert.equal(m.source.heldPages, 0);
+      assert.equal(m.pages.freeFrameCount, m.pages.frameCount);
+      assert.equal(m.engine.stats().slabCount, 0);
+      assertSound(m);
+      // Every slab was discarded exactly once, and lastSteps is what the kinds add up to.
+      assert.equal(delta.slabDiscard, slabs);
+      assert.deepEqual([delta.freelistPop, delta.freelistPush, delta.newSlab], [0, 0, 0]);
+      assert.equal(Object.values(delta).reduce((x, y) => x + y, 0), m.engine.lastSteps);
+      for (const state of m.engine.inspect()) {
+        assert.equal(state.slabCount, 0, state.name);
+        assert.equal(state.nodePartialSlabs, 0, state.name);
+      }
+      // A second shrink finds nothing; the engine still serves and frees.
+      m.engine.shrink();
+      assert.equal(m.engine.lastSteps, 0);
+      const a = m.engine.allocate(100, 1, cpus - 1);
+      assert.equal(m.engine.usableSize(a), 128);
+      m.engine.free(a, 0);
+      assertSound(m);
+    });
+  }
+
+  await t.step("shrinks during a run keep every live block valid and usable", () => {
+    const m = machine(2, 8192);
+    const live = shrinkRun(m, 404, 3000, 250);
+    assert.ok(live.size > 0);
+    assertLiveValid(m.engine, live, "end of run");
+    for (const address of live.keys()) m.engine.free(address, 1);
+    m.engine.shrink();
+    assert.deepEqual(m.engine.pagesHeld(), { poolPages: 0, wholePages: 0, metaPages: 0 });
+    assertSound(m);
+  });
+
+  await t.step("with live objects on 2 CPUs: lists as Linux leaves them", () => {
+    // kmalloc-64 at 2 CPUs: 64 objects per order-0 slab, cpu_partial_slabs 4,
+    // min_partial 5. Slab k of CPU 0's allocations is S<k>.
+    const m = machine(2);
+    const a = allocMany(m.engine, 64, 12 * 64 + 10, 0); // S0..S11 full, S12 CPU 0's (10 used)
+    const b = allocMany(m.engine, 64, 64 + 5, 1); // S13 full, S14 CPU 1's (5 used)
+    const slab = (k: number) => a.slice(k * 64, k * 64 + 64);
+    const frameOf = (address: number) => addressToFrame(address);
+    const s12 = frameOf(a[12 * 64]!);
+    const s13 = frameOf(b[0]!);
+    const s14 = frameOf(b[64]!);
+    const live = new Map<number, number>([...a, ...b].map((x) => [x, 64]));
+    const freeOn = (cpu: number, k: number, count: number) => {
+      for (const x of slab(k).slice(0, count)) {
+        m.engine.free(x, cpu);
+        live.delete(x);
+      }
+    };
+    freeOn(0, 0, 64); // S0 empties on CPU 0's partial list
+    freeOn(0, 1, 40);
+    freeOn(0, 2, 1);
+    freeOn(0, 3, 3);
+    freeOn(0, 4, 1); // drains S3, S2, S1, S0 to the node (S0 kept: nr_partial 3 < 5)
+    freeOn(0, 5, 64);
+    freeOn(0, 6, 33);
+    freeOn(1, 7, 3);
+    freeOn(1, 8, 64);
+    m.engine.free(a[12 * 64]!, 1); // a remote free into CPU 0's cpu slab
+    live.delete(a[12 * 64]!);
+    // kmalloc-32: CPU 0's cpu slab has handed out all 128 objects (deactivated full).
+    for (const x of allocMany(m.engine, 32, 128, 0)) live.set(x, 32);
+    // kmalloc-16 (256 objects, cpu_partial_slabs 1): T0..T4 on the node with one free
+    // object each, T5 on CPU 0's partial list, CPU 0's cpu slab T6 entirely free.
+    const c = allocMany(m.engine, 16, 7 * 256, 0);
+    for (const x of c) live.set(x, 16);
+    for (let k = 0; k <= 5; k++) {
+      m.engine.free(c[k * 256]!, 0);
+      live.delete(c[k * 256]!);
+    }
+    for (const x of c.slice(6 * 256)) {
+      m.engine.free(x, 0);
+      live.delete(x);
+    }
+    assertSound(m);
+    let k64 = cacheState(m.engine, 64);
+    assert.equal(k64.nodePartialSlabs, 4);
+    assert.equal(k64.nodePartialEmptySlabs, 1); // S0
+    assert.equal(k64.slabCount, 15);
+    assert.deepEqual(k64.cpus, [
+      { slabFrame: s12, cpuFreelistObjects: 54, partialSlabs: 3 },
+      { slabFrame: s14, cpuFreelistObjects: 59, partialSlabs: 2 },
+    ]);
+    assert.equal(cacheState(m.engine, 16).nodePartialSlabs, 5);
+    const poolBefore = m.engine.pagesHeld().poolPages;
+    const before = stepTotalsOf(m.engine);
+
+    m.engine.shrink();
+
+    // kmalloc-64: CPU 0: deactivate S12 (remote frees: to the tail) 1 refill + 1 add;
+    // __put_partials S6 add, S5 discard (nr_partial 6 >= 5), S4 add. CPU 1: deactivate
+    // S14 (no remote frees: to the head) 1 refill + 1 add; S8 discard, S7 add. Node:
+    // S14 S3 S2 S1 S0 S12 S6 S4 S7. Shrink: S0 empty: take + discard; S3 (3 free), S2
+    // (1), S4 (1), S7 (3) promoted: take + add each; S14 (59), S1 (40), S12 (55),
+    // S6 (33) stay. 19 steps. kmalloc-32: the full cpu slab goes on no list, 0 steps.
+    // kmalloc-16: deactivate T6: 1 refill, empty with nr_partial 5 >= 5: 1 discard;
+    // T5 added; T0..T5 (1 free each) promoted: 6 takes + 6 adds. 15 steps.
+    const delta = stepDelta(before, stepTotalsOf(m.engine));
+    assert.deepEqual(delta, {
+      freelistPop: 0,
+      freelistPush: 0,
+      freelistRefill: 3,
+      cpuPartialTake: 0,
+      cpuPartialPut: 0,
+      nodePartialTake: 5 + 6,
+      nodePartialAdd: 9 + 7,
+      newSlab: 0,
+      slabDiscard: 3 + 1,
+    });
+    assert.equal(m.engine.lastSteps, 34);
+    assertSound(m);
+    // Only the empty slabs went back: S0, S5, S8 and T6.
+    for (const k of [0, 5, 8]) {
+      assert.equal(m.pages.isAllocatedHead(frameOf(slab(k)[0]!), OWNER), false, `S${k}`);
+    }
+    assert.equal(m.pages.isAllocatedHead(frameOf(c[6 * 256]!), OWNER), false, "T6");
+    assert.equal(m.engine.pagesHeld().poolPages, poolBefore - 4);
+    for (const address of live.keys()) {
+      assert.ok(m.pages.isAllocatedHead(frameOf(address), OWNER), "a live slab was freed");
+    }
+    k64 = cacheState(m.engine, 64);
+    assert.equal(k64.slabCount, 12);
+    assert.equal(k64.nodePartialSlabs, 8);
+    assert.equal(k64.nodePartialEmptySlabs, 0);
+    assert.equal(k64.fullSlabs, 4); // S9, S10, S11, S13
+    assert.ok(m.pages.isAllocatedHead(s13, OWNER), "S13 (full, no longer a cpu slab) stays");
+    for (const state of m.engine.inspect()) {
+      for (const cpu of state.cpus) {
+        assert.deepEqual(cpu, { slabFrame: -1, cpuFreelistObjects: 0, partialSlabs: 0 });
+      }
+    }
+    const k32 = cacheState(m.engine, 32);
+    assert.equal(k32.fullSlabs, 1);
+    assert.equal(k32.liveObjects, 128);
+    const k16 = cacheState(m.engine, 16);
+    assert.equal(k16.slabCount, 6);
+    assert.equal(k16.nodePartialSlabs, 6);
+    assert.equal(k16.liveObjects, 6 * 255);
+    assert.equal(m.engine.stats().liveBlockCount, live.size);
+    assertLiveValid(m.engine, live, "after shrink");
+
+    // The node list is S4 S2 S7 S3 S14 S1 S12 S6: fullest first, each promote list in
+    // reverse walk order, the rest as they were. CPU 0 allocating shows it:
+    // get_partial_node takes S4 as cpu slab and puts S2, S7, S3 on its partial list
+    // (pushed at the head: S3 S7 S2); then S14 with S1, S12, S6 (partial S6 S12 S1).
+    const expected: [number, number][] = [
+      [frameOf(slab(4)[0]!), 1],
+      [frameOf(slab(3)[0]!), 3],
+      [frameOf(slab(7)[0]!), 3],
+      [frameOf(slab(2)[0]!), 1],
+      [s14, 59],
+      [frameOf(slab(6)[0]!), 33],
+      [s12, 55],
+      [frameOf(slab(1)[0]!), 40],
+    ];
+    const got: number[] = [];
+    for (const [frame, count] of expected) {
+      for (let i = 0; i < count; i++) {
+        const x = m.engine.allocate(64, 1, 0);
+        assert.equal(frameOf(x), frame, `object ${got.length} after shrink`);
+        assert.ok(!live.has(x), "a live object handed out again");
+        live.set(x, 64);
+        got.push(x);
+      }
+    }
+    assert.equal(got[0], slab(4)[0], "S4's one free object comes first");
+    assert.equal(cacheState(m.engine, 64).nodePartialSlabs, 0);
+    assert.equal(cacheState(m.engine, 64).slabCount, 12, "no new slab was needed");
+    // kmalloc-16: the node list is T5 T4 .. T0; CPU 1 takes T5 first.
+    assert.equal(m.engine.allocate(16, 1, 1), c[5 * 256]);
+    live.set(c[5 * 256]!, 16);
+    assertSound(m);
+    assertLiveValid(m.engine, live, "after allocating again");
+
+    // Every live object still frees, on either CPU; a last shrink returns every page.
+    let i = 0;
+    for (const address of live.keys()) m.engine.free(address, i++ % 2);
+    assertSound(m);
+    m.engine.shrink();
+    assert.deepEqual(m.engine.pagesHeld(), { poolPages: 0, wholePages: 0, metaPages: 0 });
+    assert.equal(m.pages.freeFrameCount, m.pages.frameCount);
+    assertSound(m);
+  });
+
+  await t.step("a fresh engine: shrink changes nothing and counts nothing", () => {
+    for (const cpus of [1, 2]) {
+      const m = machine(cpus, 256);
+      const snapshot = () =>
+        JSON.stringify({
+          stats: m.engine.stats(),
+          caches: m.engine.inspect(),
+          pages: m.pages.stats(),
+          blocks: m.pages.check(),
+        });
+      const before = snapshot();
+      m.engine.shrink();
+      assert.equal(m.engine.lastSteps, 0);
+      assert.equal(snapshot(), before);
+      assert.deepEqual(m.engine.pagesHeld(), { poolPages: 0, wholePages: 0, metaPages: 0 });
+      assertSound(m);
+      // A large block is never cached: a shrink leaves it alone.
+      const big = m.engine.allocate(20000);
+      const withBig = snapshot();
+      m.engine.shrink();
+      assert.equal(snapshot(), withBig);
+      assert.equal(m.engine.usableSize(big), 8 * PAGE_SIZE_BYTES);
+      m.engine.free(big);
+      assert.equal(m.pages.freeFrameCount, m.pages.frameCount);
+    }
+  });
+
+  await t.step("lastSteps of a shrink replaces the previous call's", () => {
+    const m = machine(1);
+    m.engine.free(m.engine.allocate(64));
+    m.engine.shrink(); // refill + add (nr_partial 0 < 5) + take + discard
+    assert.equal(m.engine.lastSteps, 4);
+    m.engine.allocate(64);
+    assert.equal(m.engine.lastSteps, 2); // newSlab + pop
+    m.engine.shrink(); // CPU 0's slab has 63 free on c->freelist: refill + add, kept
+    assert.equal(m.engine.lastSteps, 2);
+    assert.equal(cacheState(m.engine, 64).nodePartialSlabs, 1);
+    assert.equal(m.engine.pagesHeld().poolPages, 1);
+    assertSound(m);
+  });
+});

@@ -15,6 +15,7 @@ import { DIRECTMAP_BASE_ADDRESS, PAGE_SIZE_BYTES } from "../../src/units.ts";
 import type { AllocFailureCause, PageSource } from "./engine.ts";
 import {
   type KmallocCacheGeometry,
+  SLUB_SHRINK_PROMOTE_MAX,
   SLUB_STEP_KINDS,
   STEP_CPU_PARTIAL_PUT,
   STEP_CPU_PARTIAL_TAKE,
@@ -47,6 +48,11 @@ export const STATE_NAMES: readonly string[] = [
   "node partial",
   "full",
 ];
+
+// __kmem_cache_do_shrink()'s promote lists, one per free-object count 1..32, reused by
+// every shrink (the model is single-threaded): first and last slab of each, in walk order.
+const promoteFirst = new Int32Array(SLUB_SHRINK_PROMOTE_MAX);
+const promoteLast = new Int32Array(SLUB_SHRINK_PROMOTE_MAX);
 
 /** One CPU's view of a cache, from `SlubEngine.inspect()`. */
 export interface SlubCpuState {
@@ -324,6 +330,19 @@ export class KmemCache {
     }
   }
 
+  /**
+   * mm/slub.c __kmem_cache_shrink(): flush_all(), then __kmem_cache_do_shrink() on the
+   * one node. Afterwards no CPU holds a slab, every empty slab's pages are back, and
+   * the node partial list holds every slab with free objects (those with at most
+   * SHRINK_PROMOTE_MAX free first, fullest first). Live objects stay where they are.
+   */
+  shrink(): void {
+    // flush_all(): Linux queues flush_cpu_slab() on every CPU that has_cpu_slab() and
+    // waits for all; the model runs them one after another, CPU 0 first.
+    for (let cpu = 0; cpu < this.cpuSlab.length; cpu++) this.#flushCpuSlab(cpu);
+    this.#doShrink();
+  }
+
   /** Free every slab's pages (teardown). */
   releaseAll(): void {
     const sl = this.#sh.slabs;
@@ -595,6 +614,126 @@ export class KmemCache {
       discard = sl.next[slab]!;
       this.#discardSlab(slab);
     }
+  }
+
+  /**
+   * mm/slub.c flush_cpu_slab() on `cpu`: flush_slab() detaches `c->slab` and
+   * `c->freelist` and deactivate_slab()s them, then put_partials() detaches
+   * `c->partial` and hands it to __put_partials().
+   */
+  #flushCpuSlab(cpu: number): void {
+    const slab = this.cpuSlab[cpu]!;
+    if (slab >= 0) {
+      const freelist = this.cpuFreelist[cpu]!;
+      this.cpuSlab[cpu] = NIL;
+      this.cpuFreelist[cpu] = NIL;
+      this.#deactivateSlab(slab, freelist);
+    }
+    const partial = this.cpuPartial[cpu]!;
+    if (partial >= 0) {
+      this.cpuPartial[cpu] = NIL;
+      this.#putPartials(partial);
+    }
+  }
+
+  /**
+   * mm/slub.c deactivate_slab(): unfreeze a former cpu slab. Stage one walks the CPU's
+   * freelist (`freelist`, detached by the caller) to count it and find its tail;
+   * stage two splices it in front of `slab->freelist` and lowers `inuse` by its
+   * length; stage three discards the slab if it is now empty and the node already
+   * holds `min_partial` partial slabs, else puts it on the node partial list if it has
+   * free objects (at the tail if `slab->freelist` had remote frees before the splice,
+   * DEACTIVATE_TO_TAIL, else at the head), else leaves it full on no list.
+   */
+  #deactivateSlab(slab: number, freelist: number): void {
+    const sl = this.#sh.slabs;
+    const toTail = sl.freelist[slab]! >= 0; // DEACTIVATE_REMOTE_FREES
+    if (freelist >= 0) {
+      const base = sl.slot[slab]! * this.stride;
+      let tail = freelist;
+      let freeDelta = 1;
+      for (let next = this.objNext[base + tail]!; next >= 0; next = this.objNext[base + next]!) {
+        tail = next;
+        freeDelta++;
+      }
+      this.objNext[base + tail] = sl.freelist[slab]!;
+      sl.freelist[slab] = freelist;
+      sl.inuse[slab] = sl.inuse[slab]! - freeDelta;
+      this.#sh.step(STEP_REFILL);
+    }
+    if (sl.inuse[slab] === 0 && this.nrPartial >= this.geometry.minPartial) {
+      this.#discardSlab(slab); // DEACTIVATE_EMPTY
+    } else if (sl.freelist[slab]! >= 0) {
+      if (toTail) this.#addPartialTail(slab);
+      else this.#addPartialHead(slab);
+    } else {
+      sl.state[slab] = SLAB_FULL; // DEACTIVATE_FULL: on no list
+    }
+  }
+
+  /**
+   * mm/slub.c __kmem_cache_do_shrink() on the one node. One walk of `n->partial`:
+   * every empty slab moves to the discard list (nr_partial drops), whatever
+   * min_partial says; a slab with `free` objects free, 1 <= free <= SHRINK_PROMOTE_MAX,
+   * moves to promote list `free - 1`; slabs with more free objects stay in place. Each
+   * list_move() puts the slab at its list's head, so each list ends up in reverse walk
+   * order. The promote lists are then spliced at the head of `n->partial` from the
+   * last to the first, which leaves the slabs with 1 free object first, then 2, ...,
+   * then the unmoved slabs in their old order. Last, the discard list is freed from
+   * its head.
+   */
+  #doShrink(): void {
+    const sl = this.#sh.slabs;
+    promoteFirst.fill(NIL);
+    promoteLast.fill(NIL);
+    let discard = NIL;
+    let slab = this.partialHead;
+    while (slab >= 0) {
+      const next = sl.next[slab]!;
+      const objects = sl.objects[slab]!;
+      const free = objects - sl.inuse[slab]!;
+      if (free === objects) {
+        this.#removePartial(slab);
+        sl.next[slab] = discard; // list_move() to the discard list's head
+        discard = slab;
+      } else if (free <= SLUB_SHRINK_PROMOTE_MAX) {
+        this.#removePartial(slab);
+        // Kept in walk order here; pushing each at the node list's head below
+        // reverses it, as list_move() to the promote list's head does.
+        const list = free - 1;
+        sl.next[slab] = NIL;
+        const last = promoteLast[list]!;
+        if (last >= 0) sl.next[last] = slab;
+        else promoteFirst[list] = slab;
+        promoteLast[list] = slab;
+      }
+      slab = next;
+    }
+    for (let list = SLUB_SHRINK_PROMOTE_MAX - 1; list >= 0; list--) {
+      for (let s = promoteFirst[list]!; s >= 0;) {
+        const next = sl.next[s]!;
+        this.#addPartialHead(s);
+        s = next;
+      }
+    }
+    while (discard >= 0) {
+      const s = discard;
+      discard = sl.next[s]!;
+      this.#discardSlab(s);
+    }
+  }
+
+  /** mm/slub.c add_partial(n, slab, DEACTIVATE_TO_HEAD). */
+  #addPartialHead(slab: number): void {
+    const sl = this.#sh.slabs;
+    sl.state[slab] = SLAB_NODE_PARTIAL;
+    sl.prev[slab] = NIL;
+    sl.next[slab] = this.partialHead;
+    if (this.partialHead >= 0) sl.prev[this.partialHead] = slab;
+    else this.partialTail = slab;
+    this.partialHead = slab;
+    this.nrPartial++;
+    this.#sh.step(STEP_NODE_PARTIAL_ADD);
   }
 
   /** mm/slub.c add_partial(n, slab, DEACTIVATE_TO_TAIL). */

@@ -19,6 +19,11 @@ export const SLUB_MIN_ORDER = 0;
 export const SLUB_MIN_PARTIAL = 5;
 /** mm/slub.c MAX_PARTIAL: upper clamp of a cache's `min_partial`. */
 export const SLUB_MAX_PARTIAL = 10;
+/**
+ * mm/slub.c SHRINK_PROMOTE_MAX: __kmem_cache_do_shrink() moves node partial slabs with
+ * 1..32 free objects to the list's head, fewest free first; the rest keep their order.
+ */
+export const SLUB_SHRINK_PROMOTE_MAX = 32;
 /** mm/slub.c MAX_OBJS_PER_PAGE: `slab.objects` is a u15. */
 export const MAX_OBJS_PER_PAGE = 32767;
 /** Smallest kmalloc object: ARCH_KMALLOC_MINALIGN on x86_64 (`__alignof__(unsigned long long)`). */
@@ -104,31 +109,45 @@ if (KMALLOC_CACHE_SIZES[SMALL_SIZE_INDEX[23]!] !== SMALL_TABLE_MAX_BYTES) {
  *   successful slab allocation.
  * - `freelistPush` +1: the freed object is pushed on a freelist (do_slab_free's
  *   `c->freelist`, or __slab_free's `slab->freelist`). Exactly one per slab free.
- * - `freelistRefill` +1: get_freelist() moves a cpu slab's `slab->freelist` (objects
- *   other CPUs freed) to `c->freelist`.
+ * - `freelistRefill` +1: a whole freelist moves between a cpu slab and its CPU:
+ *   get_freelist() moves `slab->freelist` (objects other CPUs freed) to `c->freelist`,
+ *   or deactivate_slab() splices a non-empty `c->freelist` back onto the head of
+ *   `slab->freelist` (its walk to the list's tail is not counted per object).
  * - `cpuPartialTake` +1: ___slab_alloc takes the head of `c->partial` as cpu slab.
  * - `cpuPartialPut` +1: put_cpu_partial() pushes a slab on a CPU's partial list.
- * - `nodePartialTake` +1: remove_partial() takes a slab off the node partial list
- *   (get_partial_node, or __slab_free discarding an empty slab).
- * - `nodePartialAdd` +1: add_partial() puts a slab on the node partial list
- *   (__put_partials draining a full cpu partial list).
+ * - `nodePartialTake` +1: a slab leaves the node partial list: remove_partial()
+ *   (get_partial_node, or __slab_free discarding an empty slab), or
+ *   __kmem_cache_do_shrink() moving it to its discard or promote list.
+ * - `nodePartialAdd` +1: a slab goes on the node partial list: add_partial()
+ *   (__put_partials draining a cpu partial list, deactivate_slab), or
+ *   __kmem_cache_do_shrink() splicing a promoted slab back at the head.
  * - `newSlab` +1: allocate_slab() builds a slab from fresh pages (its freelist set-up
  *   loop is not counted per object).
- * - `slabDiscard` +1: discard_slab() gives a slab's pages back.
+ * - `slabDiscard` +1: discard_slab() / free_slab() gives a slab's pages back.
  *
  * A large kmalloc/kfree is 0 (page allocator only). A fast-path kmalloc is 1, a
  * fast-path kfree 1; a kmalloc that has to take slabs from the node partial list is
  * 1 + (1 + k) node takes + k cpu partial puts with k <= cpu_partial_slabs/2 + 1; a
  * kfree that drains a full cpu partial list is 2 + one add or discard per slab drained.
  * A reallocate in place is 0; a moving one is the allocation's steps plus the free's.
+ *
+ * A shrink (kmem_cache_shrink() of every kmalloc cache) counts, per cache: for each
+ * CPU's cpu slab, 1 refill if its `c->freelist` is not empty, then 1 add (to the
+ * node partial list) or 1 discard (empty while nr_partial >= min_partial) or 0 (full,
+ * on no list); for each slab of each CPU's partial list, 1 add or 1 discard as in
+ * __put_partials; then for each node partial slab, 1 take + 1 discard if it is empty,
+ * 1 take + 1 add if it has 1..SHRINK_PROMOTE_MAX free objects (re-sorted), 0
+ * otherwise (left in place). A shrink of an engine holding nothing is 0.
  */
 export const SLUB_STEPS_DEFINITION =
   "+1 freelistPop (object taken from the cpu freelist), +1 freelistPush (object " +
-  "freed onto a freelist), +1 freelistRefill (get_freelist moves slab->freelist to " +
-  "c->freelist), +1 cpuPartialTake / cpuPartialPut (slab off / onto a cpu partial " +
-  "list), +1 nodePartialTake / nodePartialAdd (remove_partial / add_partial), +1 " +
-  "newSlab (allocate_slab), +1 slabDiscard (discard_slab); large kmalloc/kfree 0; " +
-  "page-allocator work never counted";
+  "freed onto a freelist), +1 freelistRefill (a whole freelist moves between slab and " +
+  "CPU: get_freelist, or deactivate_slab splicing c->freelist back), +1 " +
+  "cpuPartialTake / cpuPartialPut (slab off / onto a cpu partial list), +1 " +
+  "nodePartialTake / nodePartialAdd (slab off / onto the node partial list: " +
+  "remove_partial / add_partial, or __kmem_cache_do_shrink moving it to discard or " +
+  "re-sorting it), +1 newSlab (allocate_slab), +1 slabDiscard (discard_slab); large " +
+  "kmalloc/kfree 0; page-allocator work never counted";
 
 /** Names of the SLUB step kinds, as they appear in `stepTotals`. */
 export const SLUB_STEP_KINDS: readonly string[] = Object.freeze([

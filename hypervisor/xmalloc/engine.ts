@@ -163,7 +163,7 @@ export interface XmallocEngine {
   readonly description: string;
   /** Largest alignment `allocate` honours; a larger one is a RangeError. */
   readonly maxAlignBytes: number;
-  /** Steps of the last allocate/free/reallocate call. */
+  /** Steps of the last allocate/free/reallocate/shrink call. */
   readonly lastSteps: number;
   /** Why the last failed allocation failed (null after a success). */
   readonly lastFailureCause: AllocFailureCause | null;

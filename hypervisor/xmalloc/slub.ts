@@ -50,8 +50,14 @@
  *   `max(get_order(size), get_order(align))`.
  * - One node, no pfmemalloc, no memcg, no KASAN/KFENCE, no tid/cmpxchg: calls are
  *   serialised by the simulator, so `___slab_alloc`'s retry loops never loop.
- * - `deactivate_slab()` and cpu flushes (`flush_all`, `kmem_cache_shrink`) never run:
- *   nothing in this model triggers them; {@link SlubEngine.destroy} frees everything.
+ * - `deactivate_slab()` and cpu flushes run only in {@link SlubEngine.shrink}
+ *   (`kmem_cache_shrink()` of every kmalloc cache): nothing else in this model
+ *   triggers them (no NUMA node mismatch, no pfmemalloc, no CPU hotplug, no debug
+ *   checks). `flush_all()` queues `flush_cpu_slab()` on every CPU and the works run
+ *   concurrently; here they run one after another, CPU 0 first, each flushing its cpu
+ *   slab and then its partial list. Which slabs `min_partial` lets the flush discard,
+ *   and the order of the node list before the re-sort, follow from that order.
+ *   {@link SlubEngine.destroy} frees everything without flushing.
  * - A large kmalloc whose order exceeds the page allocator's largest order fails
  *   without calling it (Linux warns and fails the same request).
  * - Invalid frees are detected and rejected ({@link InvalidFreeError}, nothing
@@ -96,6 +102,7 @@ import {
   SLUB_MAX_PARTIAL,
   SLUB_MIN_ORDER,
   SLUB_MIN_PARTIAL,
+  SLUB_SHRINK_PROMOTE_MAX,
   SLUB_STEP_KINDS,
   SLUB_STEPS_DEFINITION,
 } from "./_slub_geometry.ts";
@@ -121,6 +128,7 @@ export {
   SLUB_MAX_PARTIAL,
   SLUB_MIN_ORDER,
   SLUB_MIN_PARTIAL,
+  SLUB_SHRINK_PROMOTE_MAX,
   SLUB_STEP_KINDS,
   SLUB_STEPS_DEFINITION,
 } from "./_slub_geometry.ts";
@@ -205,7 +213,7 @@ export class SlubEngine implements XmallocEngine {
     this.#caches = this.#newCaches();
   }
 
-  /** Steps of the last allocate/free/reallocate call (see {@link SLUB_STEPS_DEFINITION}). */
+  /** Steps of the last allocate/free/reallocate/shrink call (see {@link SLUB_STEPS_DEFINITION}). */
   get lastSteps(): number {
     return this.#lastSteps;
   }
@@ -388,6 +396,38 @@ export class SlubEngine implements XmallocEngine {
       errors.push(`live blocks reserve ${reserved} bytes, counted ${this.#liveReservedBytes}`);
     }
     return errors;
+  }
+
+  /**
+   * `kmem_cache_shrink()` (mm/slub.c __kmem_cache_shrink()) of every kmalloc cache, in
+   * {@link KMALLOC_CACHE_SIZES} order: flush every CPU's cpu slab (deactivate_slab())
+   * and partial list (__put_partials()) to the node, then __kmem_cache_do_shrink():
+   * discard every empty node partial slab, whatever min_partial says, and move the
+   * slabs with 1..32 free objects to the head of the node partial list, fewest free
+   * first. Live objects stay valid and in place; large blocks are never cached. With
+   * nothing live the engine holds no page afterwards. Steps: see
+   * {@link SLUB_STEPS_DEFINITION}.
+   *
+   * @example
+   * ```ts
+   * import { SlubEngine } from "./slub.ts";
+   * import { PageSource } from "./engine.ts";
+   * import { BuddyPageAllocator } from "../page_allocator.ts";
+   * import assert from "node:assert/strict";
+   * const pages = new BuddyPageAllocator(256);
+   * const slub = new SlubEngine({ pageSource: new PageSource(pages, 1), cpuCount: 1 });
+   * slub.free(slub.allocate(64)); // the empty slab stays as CPU 0's cpu slab
+   * assert.equal(slub.pagesHeld().poolPages, 1);
+   * slub.shrink(); // deactivate_slab() keeps it (nr_partial 0 < 5), the shrink discards it
+   * assert.equal(slub.pagesHeld().poolPages, 0);
+   * assert.equal(slub.lastSteps, 1 + 1 + 1 + 1); // refill, add, take, discard
+   * ```
+   */
+  shrink(): void {
+    const sh = this.#sh;
+    sh.callSteps = 0;
+    for (const cache of this.#caches) cache.shrink();
+    this.#lastSteps = sh.callSteps;
   }
 
   /** Every slab and large block goes back to the page allocator; the pool is empty after. */
@@ -574,7 +614,8 @@ export const slubEngine: EngineDescriptor = {
   modelledOn: "Linux 6.18 mm/slub.c (calculate_order, calc_slab_order, set_cpu_partial, " +
     "slub_set_cpu_partial, kmem_cache_open, allocate_slab, ___slab_alloc, get_partial_node, " +
     "put_cpu_partial, __put_partials, __slab_free, do_slab_free, __kmalloc_large_node, " +
-    "kfree), mm/slab_common.c kmalloc_size_index[], mm/slab.h kmalloc_slab(), " +
+    "kfree, __kmem_cache_shrink: flush_all, flush_cpu_slab, deactivate_slab, " +
+    "__kmem_cache_do_shrink), mm/slab_common.c kmalloc_size_index[], mm/slab.h kmalloc_slab(), " +
     "include/linux/slab.h KMALLOC_MAX_CACHE_SIZE",
   parameters: {
     kmallocCacheSizesBytes: KMALLOC_CACHE_SIZES.join(","),
@@ -588,6 +629,7 @@ export const slubEngine: EngineDescriptor = {
     minObjects: "4 * (fls(cpuCount) + 1)",
     freelistOrder: "ascending addresses at slab creation, LIFO pushes on free",
     largeKmalloc: "size > 8 KiB: 2^get_order(size) pages, no tail trim",
+    shrinkPromoteMax: SLUB_SHRINK_PROMOTE_MAX,
     metaPages: "0: kmem_cache structures are not modelled as pages",
     steps: SLUB_STEPS_DEFINITION,
   },
