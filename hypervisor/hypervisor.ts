@@ -17,7 +17,7 @@ import { engineDescriptor } from "./xmalloc/registry.ts";
 export const XEN_HEAP_OWNER = 0;
 
 /** Default machine size: 1 GiB, as the reference harness. */
-export const DEFAULT_MACHINE_BYTES = MiB(1024);
+export const DEFAULT_MACHINE_BYTES: number = MiB(1024);
 
 /** How to build a hypervisor. */
 export interface HypervisorOptions {
