@@ -13,6 +13,7 @@
 import type { Prng } from "../src/prng.ts";
 import { OP_ALLOC, OP_FREE, type Trace } from "../src/trace.ts";
 import { KiB } from "../src/units.ts";
+import { grown } from "../src/typed_array.ts";
 
 /** A named, seeded generator of a trace. */
 export interface WorkloadDescriptor {
@@ -60,14 +61,9 @@ class TraceBuilder {
 
   #push(kind: number, id: number, size: number): void {
     if (this.#n === this.#kinds.length) {
-      const grow = <T extends Uint8Array | Int32Array | Float64Array>(a: T): T => {
-        const b = new (a.constructor as { new (n: number): T })(a.length * 2);
-        b.set(a);
-        return b;
-      };
-      this.#kinds = grow(this.#kinds);
-      this.#ids = grow(this.#ids);
-      this.#sizes = grow(this.#sizes);
+      this.#kinds = grown(this.#kinds, this.#n * 2);
+      this.#ids = grown(this.#ids, this.#n * 2);
+      this.#sizes = grown(this.#sizes, this.#n * 2);
     }
     this.#kinds[this.#n] = kind;
     this.#ids[this.#n] = id;

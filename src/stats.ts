@@ -5,6 +5,8 @@
  * @module
  */
 
+import { grown } from "./typed_array.ts";
+
 /**
  * Exact histogram of non-negative integer samples, with the percentile definition
  * of the reference figures: sort all n samples ascending, take element
@@ -40,9 +42,7 @@ export class IntegerHistogram {
     if (value >= this.#counts.length) {
       let size = this.#counts.length;
       while (size <= value) size *= 2;
-      const grown = new Float64Array(size);
-      grown.set(this.#counts);
-      this.#counts = grown;
+      this.#counts = grown(this.#counts, size);
     }
     this.#counts[value]! += n;
     this.count += n;

@@ -14,6 +14,8 @@
  * @module
  */
 
+import { grown } from "./typed_array.ts";
+
 /** Op kind: allocate. */
 export const OP_ALLOC = 0;
 /** Op kind: free. */
@@ -139,15 +141,9 @@ export function parseTrace(text: string, name: string, source: string = name): T
     }
     if (n === capacity) {
       capacity *= 2;
-      const k = new Uint8Array(capacity);
-      k.set(kinds);
-      kinds = k;
-      const i = new Int32Array(capacity);
-      i.set(ids);
-      ids = i;
-      const s = new Float64Array(capacity);
-      s.set(sizes);
-      sizes = s;
+      kinds = grown(kinds, capacity);
+      ids = grown(ids, capacity);
+      sizes = grown(sizes, capacity);
     }
     kinds[n] = op === "a" ? OP_ALLOC : OP_FREE;
     ids[n] = index;

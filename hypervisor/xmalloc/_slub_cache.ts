@@ -12,6 +12,7 @@
  */
 
 import { DIRECTMAP_BASE_ADDRESS, PAGE_SIZE_BYTES } from "../../src/units.ts";
+import { grown } from "../../src/typed_array.ts";
 import type { AllocFailureCause, PageSource } from "./engine.ts";
 import {
   type KmallocCacheGeometry,
@@ -84,14 +85,7 @@ export interface SlubCacheState {
   cpus: SlubCpuState[];
 }
 
-type GrowableArray = Int32Array | Int16Array | Uint16Array | Uint8Array;
-
 /** A copy of `array` with `length` elements (the rest zero). */
-export function grown<T extends GrowableArray>(array: T, length: number): T {
-  const next = new (array.constructor as new (length: number) => T)(length);
-  next.set(array);
-  return next;
-}
 
 /**
  * `struct slab` for every live slab of every cache: one row per slab, rows recycled

@@ -28,6 +28,7 @@ import {
   type EngineStats,
   InvalidFreeError,
   type PageSource,
+  reallocateByMoving,
   type XmallocEngine,
 } from "./engine.ts";
 import {
@@ -150,12 +151,9 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
         return pool.payloadAddress(h) + pad;
       }
     }
-    const moved = this.allocate(sizeBytes, alignBytes, cpu);
-    if (moved === 0) return 0;
-    const allocSteps = this.lastSteps;
-    this.free(address, cpu);
-    this.lastSteps += allocSteps;
-    return moved;
+    const moved = reallocateByMoving(this, address, sizeBytes, alignBytes, cpu);
+    this.lastSteps = moved.steps;
+    return moved.address;
   }
 
   usableSize(address: number): number {

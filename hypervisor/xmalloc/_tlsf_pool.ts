@@ -36,6 +36,7 @@
  */
 
 import { frameToAddress, PAGE_SIZE_BYTES } from "../../src/units.ts";
+import { grown } from "../../src/typed_array.ts";
 import type { PageSource } from "./engine.ts";
 
 // -- constants (xmalloc_tlsf.c, x86_64) ------------------------------------------
@@ -464,18 +465,12 @@ export class TlsfPool {
   }
 
   #grow(slots: number): void {
-    const grow32 = <T extends Int32Array | Uint32Array>(a: T, n: number, fill: number): T => {
-      const b = new (a.constructor as { new (n: number): T })(n);
-      b.set(a);
-      if (fill !== 0) b.fill(fill, a.length);
-      return b;
-    };
-    this.#slotFrame = grow32(this.#slotFrame, slots, NIL);
+    this.#slotFrame = grown(this.#slotFrame, slots, NIL);
     const n = slots * GRANULES_PER_REGION;
-    this.#sizeWord = grow32(this.#sizeWord, n, 0);
-    this.#prevHdr = grow32(this.#prevHdr, n, 0);
-    this.#freeNext = grow32(this.#freeNext, n, 0);
-    this.#freePrev = grow32(this.#freePrev, n, 0);
+    this.#sizeWord = grown(this.#sizeWord, n);
+    this.#prevHdr = grown(this.#prevHdr, n);
+    this.#freeNext = grown(this.#freeNext, n);
+    this.#freePrev = grown(this.#freePrev, n);
   }
 
   // -- debug walk (in the spirit of tlsf_check) ------------------------------------

@@ -267,3 +267,25 @@ export function assertAllocArgs(
     throw new RangeError(`Invalid CPU ${cpu}: expected an integer in [0, ${cpuCount - 1}]`);
   }
 }
+
+/**
+ * The moving half of a realloc (Xen's `_xrealloc()`, Linux's `krealloc()`): allocate
+ * the new block, then free the old one (the model has no bytes to copy). Shared by
+ * every engine.
+ *
+ * @returns the new address (0 if it cannot be served: the old block stays) and the
+ *   steps of both calls
+ */
+export function reallocateByMoving(
+  engine: XmallocEngine,
+  address: number,
+  sizeBytes: number,
+  alignBytes: number,
+  cpu: number,
+): { address: number; steps: number } {
+  const moved = engine.allocate(sizeBytes, alignBytes, cpu);
+  const allocSteps = engine.lastSteps;
+  if (moved === 0) return { address: 0, steps: allocSteps };
+  engine.free(address, cpu);
+  return { address: moved, steps: allocSteps + engine.lastSteps };
+}

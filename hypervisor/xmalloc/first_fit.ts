@@ -43,6 +43,7 @@ import {
   PAGE_SIZE_BYTES,
   pageOffset,
 } from "../../src/units.ts";
+import { grown } from "../../src/typed_array.ts";
 import {
   type AllocFailureCause,
   assertAllocArgs,
@@ -52,6 +53,7 @@ import {
   type EngineStats,
   InvalidFreeError,
   type PageSource,
+  reallocateByMoving,
   type XmallocEngine,
 } from "./engine.ts";
 
@@ -151,12 +153,9 @@ export class FirstFitEngine implements XmallocEngine {
       this.lastFailureCause = null;
       return address;
     }
-    const moved = this.allocate(sizeBytes, alignBytes, cpu);
-    if (moved === 0) return 0;
-    const allocSteps = this.lastSteps;
-    this.free(address, cpu);
-    this.lastSteps += allocSteps;
-    return moved;
+    const moved = reallocateByMoving(this, address, sizeBytes, alignBytes, cpu);
+    this.lastSteps = moved.steps;
+    return moved.address;
   }
 
   usableSize(address: number): number {
@@ -397,19 +396,12 @@ export class FirstFitEngine implements XmallocEngine {
   }
 
   #grow(slots: number): void {
-    const grow = <T extends Int32Array | Uint16Array | Uint8Array>(a: T, n: number): T => {
-      const b = new (a.constructor as { new (n: number): T })(n);
-      b.set(a);
-      return b;
-    };
-    const oldSlots = this.#slotFrame.length;
-    this.#slotFrame = grow(this.#slotFrame, slots);
-    this.#slotFrame.fill(NIL, oldSlots);
+    this.#slotFrame = grown(this.#slotFrame, slots, NIL);
     const n = slots * GRANULES_PER_PAGE;
-    this.#blockBytes = grow(this.#blockBytes, n);
-    this.#state = grow(this.#state, n);
-    this.#next = grow(this.#next, n);
-    this.#prev = grow(this.#prev, n);
+    this.#blockBytes = grown(this.#blockBytes, n);
+    this.#state = grown(this.#state, n);
+    this.#next = grown(this.#next, n);
+    this.#prev = grown(this.#prev, n);
   }
 
   // -- debug walk -------------------------------------------------------------------

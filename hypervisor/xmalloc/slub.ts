@@ -76,6 +76,7 @@
  */
 
 import { DIRECTMAP_BASE_ADDRESS, getOrderFromBytes, PAGE_SIZE_BYTES } from "../../src/units.ts";
+import { grown } from "../../src/typed_array.ts";
 import {
   type AllocFailureCause,
   assertAllocArgs,
@@ -85,6 +86,7 @@ import {
   type EngineStats,
   InvalidFreeError,
   type PageSource,
+  reallocateByMoving,
   type XmallocEngine,
 } from "./engine.ts";
 import {
@@ -107,7 +109,6 @@ import {
   SLUB_STEPS_DEFINITION,
 } from "./_slub_geometry.ts";
 import {
-  grown,
   KmemCache,
   NIL,
   SLAB_UNUSED,
@@ -297,12 +298,9 @@ export class SlubEngine implements XmallocEngine {
       this.#lastFailureCause = null;
       return address;
     }
-    const moved = this.allocate(sizeBytes, alignBytes, cpu);
-    if (moved === 0) return 0;
-    const allocSteps = this.#lastSteps;
-    this.free(address, cpu);
-    this.#lastSteps += allocSteps;
-    return moved;
+    const moved = reallocateByMoving(this, address, sizeBytes, alignBytes, cpu);
+    this.#lastSteps = moved.steps;
+    return moved.address;
   }
 
   /** `ksize()`: the cache's object size, or the large block's pages in bytes. */
