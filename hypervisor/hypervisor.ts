@@ -10,6 +10,7 @@
 
 import { MACHINE_BYTES_MAX, MiB, PAGE_SIZE_BYTES } from "../src/units.ts";
 import { BuddyPageAllocator } from "./page_allocator.ts";
+import { Tenancy } from "./domains.ts";
 import { PageSource, type XmallocEngine } from "./xmalloc/engine.ts";
 import { engineDescriptor } from "./xmalloc/registry.ts";
 
@@ -49,6 +50,8 @@ export class Hypervisor {
   readonly xmalloc: XmallocEngine;
   /** Page source of the heap. */
   readonly xenHeapPages: PageSource;
+  /** Tenants and their domains (each domain has a pool of its own). */
+  readonly tenancy: Tenancy;
 
   /**
    * @throws {RangeError} on a machine size that is not a positive multiple of 4 KiB
@@ -65,6 +68,7 @@ export class Hypervisor {
     this.pages = new BuddyPageAllocator(machineBytes / PAGE_SIZE_BYTES);
     this.xenHeapPages = new PageSource(this.pages, XEN_HEAP_OWNER);
     this.xmalloc = descriptor.create({ pageSource: this.xenHeapPages, cpuCount });
+    this.tenancy = new Tenancy(this.pages, descriptor.name);
   }
 }
 

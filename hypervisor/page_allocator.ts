@@ -137,6 +137,11 @@ export class BuddyPageAllocator {
     return this.#freeFrames;
   }
 
+  /** Allocation and free calls since boot (cheap: for per-operation cost accounting). */
+  get callCount(): number {
+    return this.#allocCalls + this.#freeCalls;
+  }
+
   /**
    * Allocate a naturally aligned block of 2^order frames for `owner`.
    *

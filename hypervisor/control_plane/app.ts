@@ -1,0 +1,681 @@
+/**
+ * The control plane: one Hono app through which tenants and their domains get
+ * memory. Used three ways: served over a socket (`deno task serve`), called in
+ * process (`app.fetch(request)`, `app.request(path)`: the full HTTP layer without
+ * sockets), and through the typed client in `guests/client.ts`, which works over both.
+ *
+ * Auth: `Authorization: Bearer <token>`. The admin token manages tenants and sees
+ * everything; a tenant's token sees only its own domains (another tenant's domain is
+ * a 404, as if it did not exist). No token or an unknown one: 401; a tenant on an
+ * admin route: 403.
+ *
+ * Errors are JSON `{"error": {"code", "message"}}`, mapped once in `onError`. An
+ * allocation that cannot be served is an outcome, not an error: 507 with its cause.
+ * A 500 is a bug.
+ *
+ * @module
+ */
+
+import { createRoute, OpenAPIHono, type z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { streamSSE } from "hono/streaming";
+import type { Hypervisor } from "../hypervisor.ts";
+import { type Domain, type MemoryOpResult, NotFoundError, QuotaExceededError } from "../domains.ts";
+import { type AllocFailureCause, InvalidFreeError } from "../xmalloc/engine.ts";
+import { ENGINES } from "../xmalloc/registry.ts";
+import { type Principal, TokenStore } from "./auth.ts";
+import { renderMetrics } from "./metrics.ts";
+import { renderDocs } from "./docs.ts";
+import {
+  AllocBody,
+  BATCH_MAX_OPS,
+  BatchBody,
+  BatchResultBody,
+  CreateDomainBody,
+  CreatedTenantBody,
+  CreateTenantBody,
+  DomainBody,
+  EnginesBody,
+  ErrorBody,
+  FreeBody,
+  HealthBody,
+  HypervisorStatsBody,
+  IdParam,
+  OpResultBody,
+  ReallocBody,
+  TenantBody,
+} from "./schemas.ts";
+
+/** Largest body of any request but a batch. */
+export const BODY_MAX_BYTES = 64 * 1024;
+/** Largest body of a batch request. */
+export const BATCH_BODY_MAX_BYTES = 4 * 1024 * 1024;
+
+type Env = { Variables: { principal: Principal } };
+
+/** How to build the control plane. */
+export interface ControlPlaneOptions {
+  /** The admin's bearer token (at least 16 characters). */
+  adminToken: string;
+}
+
+/** The app and the token store behind it. */
+export interface ControlPlane {
+  /** The Hono app. */
+  app: OpenAPIHono<Env>;
+  /** Token hashes (admin and tenants). */
+  tokens: TokenStore;
+}
+
+/** Throw the JSON error `code` with `status`. */
+function fail(status: 400 | 401 | 403 | 404 | 409 | 413, code: string, message: string): never {
+  throw new HTTPException(status, {
+    res: Response.json({ error: { code, message } }, { status }),
+  });
+}
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  content: { "application/json": { schema } },
+  description,
+});
+const errors = {
+  400: json(ErrorBody, "invalid request: what and why"),
+  401: json(ErrorBody, "no or unknown bearer token"),
+  403: json(ErrorBody, "the admin token is needed"),
+  404: json(ErrorBody, "no such resource (or not yours)"),
+};
+const security = [{ bearer: [] }];
+
+/**
+ * Build the control plane over `hypervisor`.
+ *
+ * @example
+ * ```ts
+ * import { Hypervisor } from "../hypervisor.ts";
+ * import { createControlPlane } from "./app.ts";
+ * import assert from "node:assert/strict";
+ * const hv = new Hypervisor({ engine: "tlsf", machineBytes: 64 * 1024 * 1024 });
+ * const { app } = createControlPlane(hv, { adminToken: "admin-token-0123456789" });
+ * assert.equal((await app.request("/v1/health")).status, 200);
+ * assert.equal((await app.request("/v1/tenants")).status, 401);
+ * ```
+ */
+export function createControlPlane(
+  hypervisor: Hypervisor,
+  options: ControlPlaneOptions,
+): ControlPlane {
+  const tokens = new TokenStore(options.adminToken);
+  const tenancy = hypervisor.tenancy;
+  const app = new OpenAPIHono<Env>({
+    defaultHook: (result) => {
+      if (!result.success) {
+        const message = result.error.issues
+          .map((i) => `${i.path.length > 0 ? i.path.join(".") : "body"}: ${i.message}`)
+          .join("; ");
+        fail(400, "invalid_request", message);
+      }
+    },
+  });
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
+    type: "http",
+    scheme: "bearer",
+  });
+
+  // -- errors -------------------------------------------------------------------------
+  app.onError((err, c) => {
+    if (err instanceof HTTPException) {
+      const res = err.getResponse();
+      if (res.headers.get("content-type")?.includes("application/json")) return res;
+      const code = err.status === 413
+        ? "body_too_large"
+        : err.status === 400
+        ? "malformed_request"
+        : "http_error";
+      return c.json({ error: { code, message: err.message || res.statusText } }, err.status);
+    }
+    if (err instanceof NotFoundError) {
+      return c.json({ error: { code: "not_found", message: err.message } }, 404);
+    }
+    if (err instanceof QuotaExceededError) {
+      return c.json({ error: { code: "quota_exceeded", message: err.message } }, 409);
+    }
+    if (err instanceof InvalidFreeError) {
+      const status = err.reason === "unknown-address" ? 404 : 409;
+      return c.json(
+        { error: { code: err.reason.replace("-", "_"), message: err.message } },
+        status,
+      );
+    }
+    if (err instanceof RangeError || err instanceof TypeError) {
+      return c.json({ error: { code: "invalid_request", message: err.message } }, 400);
+    }
+    console.error(`control plane: internal error on ${c.req.method} ${c.req.path}:`, err);
+    return c.json({
+      error: { code: "internal", message: "Internal error (a bug): see the server log" },
+    }, 500);
+  });
+  app.notFound((c) =>
+    c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404)
+  );
+
+  // -- auth and limits ----------------------------------------------------------------
+  const PUBLIC = new Set(["/v1/health", "/v1/engines", "/v1/openapi.json", "/v1/docs"]);
+  app.use("*", async (c, next) => {
+    if (!PUBLIC.has(c.req.path) && c.req.path !== "/") {
+      const principal = tokens.identify(c.req.header("authorization"));
+      if (!principal) {
+        fail(
+          401,
+          "unauthorized",
+          "Missing or unknown bearer token: send Authorization: Bearer <token>",
+        );
+      }
+      c.set("principal", principal);
+    }
+    await next();
+  });
+  const limit = (maxSize: number) =>
+    bodyLimit({
+      maxSize,
+      onError: () => fail(413, "body_too_large", `Request body over ${maxSize} bytes`),
+    });
+  const batchLimit = limit(BATCH_BODY_MAX_BYTES);
+  const defaultLimit = limit(BODY_MAX_BYTES);
+  app.use("*", (c, next) => (c.req.path.endsWith("/batch") ? batchLimit(c, next) : defaultLimit(c, next)));
+
+  const requireAdmin = (c: Context<Env>): void => {
+    if (c.var.principal.role !== "admin") {
+      fail(403, "forbidden", "This route needs the admin token");
+    }
+  };
+  /** The domain `id` if the caller may see it; 404 otherwise (other tenants' too). */
+  const visibleDomain = (c: Context<Env>, id: number): Domain => {
+    const p = c.var.principal;
+    let domain: Domain | undefined;
+    try {
+      domain = tenancy.domain(id);
+    } catch {
+      domain = undefined;
+    }
+    if (!domain || (p.role === "tenant" && domain.tenantId !== p.tenantId)) {
+      fail(404, "not_found", `No domain ${id}`);
+    }
+    return domain;
+  };
+  const tenantBody = (id: number) => {
+    const t = tenancy.tenant(id);
+    const domains = tenancy.domains(id);
+    return {
+      id: t.id,
+      name: t.name,
+      max_domains: t.maxDomains,
+      max_pages: t.maxPages,
+      domains: domains.length,
+      pages_reserved: domains.reduce((s, d) => s + d.maxPages, 0),
+      pages_held: tenancy.pagesHeldBy(id),
+    };
+  };
+
+  // -- public ---------------------------------------------------------------------------
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/health",
+      summary: "Liveness (no auth)",
+      responses: { 200: json(HealthBody, "ok") },
+    }),
+    (c) => c.json({ status: "ok" as const }, 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/engines",
+      summary: "The xmalloc engines: what real allocator each models, key parameters (no auth)",
+      responses: { 200: json(EnginesBody, "engines") },
+    }),
+    (c) =>
+      c.json(
+        ENGINES.map((e) => ({
+          name: e.name,
+          description: e.description,
+          modelled_on: e.modelledOn,
+          parameters: e.parameters,
+        })),
+        200,
+      ),
+  );
+
+  // -- tenants (admin) -------------------------------------------------------------------
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/tenants",
+      summary: "Create a tenant; its token is in the response, once (admin)",
+      security,
+      request: {
+        body: { content: { "application/json": { schema: CreateTenantBody } }, required: true },
+      },
+      responses: { 201: json(CreatedTenantBody, "created"), ...errors },
+    }),
+    (c) => {
+      requireAdmin(c);
+      const body = c.req.valid("json");
+      const tenant = tenancy.createTenant(body.name, {
+        maxDomains: body.max_domains,
+        maxPages: body.max_pages,
+      });
+      const token = tokens.issueTenantToken(tenant.id);
+      return c.json({ ...tenantBody(tenant.id), token }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/tenants",
+      summary: "List tenants with their usage (admin)",
+      security,
+      responses: { 200: json(TenantBody.array(), "tenants"), 401: errors[401], 403: errors[403] },
+    }),
+    (c) => {
+      requireAdmin(c);
+      return c.json(tenancy.tenants().map((t) => tenantBody(t.id)), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/tenants/{id}",
+      summary: "One tenant (admin)",
+      security,
+      request: { params: IdParam },
+      responses: { 200: json(TenantBody, "tenant"), ...errors },
+    }),
+    (c) => {
+      requireAdmin(c);
+      return c.json(tenantBody(c.req.valid("param").id), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "delete",
+      path: "/v1/tenants/{id}",
+      summary: "Delete a tenant: its domains are destroyed and every page returns (admin)",
+      security,
+      request: { params: IdParam },
+      responses: { 204: { description: "deleted" }, ...errors },
+    }),
+    (c) => {
+      requireAdmin(c);
+      const { id } = c.req.valid("param");
+      tenancy.deleteTenant(id);
+      tokens.revokeTenant(id);
+      assertMachineSound(hypervisor);
+      return c.body(null, 204);
+    },
+  );
+
+  // -- domains ---------------------------------------------------------------------------
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/domains",
+      summary: "Create a domain (a tenant's own; the admin names tenant_id)",
+      security,
+      request: {
+        body: { content: { "application/json": { schema: CreateDomainBody } }, required: true },
+      },
+      responses: {
+        201: json(DomainBody, "created"),
+        ...errors,
+        409: json(ErrorBody, "the tenant's quota would be exceeded"),
+      },
+    }),
+    (c) => {
+      const body = c.req.valid("json");
+      const p = c.var.principal;
+      let tenantId: number;
+      if (p.role === "admin") {
+        if (body.tenant_id === undefined) {
+          fail(400, "invalid_request", "tenant_id: the admin must name the tenant");
+        }
+        tenantId = body.tenant_id;
+        tenancy.tenant(tenantId); // 404 if none
+      } else {
+        if (body.tenant_id !== undefined && body.tenant_id !== p.tenantId) {
+          fail(403, "forbidden", "tenant_id: a tenant creates domains for itself only");
+        }
+        tenantId = p.tenantId;
+      }
+      const domain = tenancy.createDomain(tenantId, {
+        name: body.name,
+        vcpus: body.vcpus,
+        maxPages: body.max_pages,
+        ...(body.engine ? { engine: body.engine } : {}),
+      });
+      return c.json(domain.stats(), 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/domains",
+      summary: "List domains (a tenant's own; the admin sees all)",
+      security,
+      responses: { 200: json(DomainBody.array(), "domains"), 401: errors[401] },
+    }),
+    (c) => {
+      const p = c.var.principal;
+      const list = p.role === "admin" ? tenancy.domains() : tenancy.domains(p.tenantId);
+      return c.json(list.map((d) => d.stats()), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/domains/{id}",
+      summary:
+        "A domain with its figures: pages, bytes, overhead, failures by cause, steps and latency",
+      security,
+      request: { params: IdParam },
+      responses: { 200: json(DomainBody, "domain"), ...errors },
+    }),
+    (c) => c.json(visibleDomain(c, c.req.valid("param").id).stats(), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "delete",
+      path: "/v1/domains/{id}",
+      summary: "Destroy a domain: every page it held returns to the page allocator",
+      security,
+      request: { params: IdParam },
+      responses: { 204: { description: "destroyed" }, ...errors },
+    }),
+    (c) => {
+      const domain = visibleDomain(c, c.req.valid("param").id);
+      tenancy.destroyDomain(domain.id);
+      assertMachineSound(hypervisor);
+      return c.body(null, 204);
+    },
+  );
+
+  // -- memory operations -------------------------------------------------------------------
+  const opResult = (r: ReturnType<Domain["allocate"]>) => ({
+    ok: r.ok,
+    address: r.address,
+    reserved_bytes: r.reservedBytes,
+    cause: r.cause,
+    steps: r.steps,
+    cycles: r.cycles,
+  });
+  const served = {
+    201: json(OpResultBody, "served"),
+    507: json(OpResultBody, "not served: see cause"),
+  };
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/domains/{id}/alloc",
+      summary: "Allocate from the domain's pool (507 with the cause when it cannot be served)",
+      security,
+      request: {
+        params: IdParam,
+        body: { content: { "application/json": { schema: AllocBody } }, required: true },
+      },
+      responses: { ...served, ...errors },
+    }),
+    (c) => {
+      const domain = visibleDomain(c, c.req.valid("param").id);
+      const b = c.req.valid("json");
+      const r = domain.allocate(b.size, b.align ?? 1, b.vcpu ?? 0);
+      return c.json(opResult(r), r.ok ? 201 : 507);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/domains/{id}/free",
+      summary: "Free a block (404 unknown address, 409 double free or interior pointer)",
+      security,
+      request: {
+        params: IdParam,
+        body: { content: { "application/json": { schema: FreeBody } }, required: true },
+      },
+      responses: {
+        200: json(OpResultBody, "freed"),
+        ...errors,
+        409: json(ErrorBody, "double free or interior pointer"),
+      },
+    }),
+    (c) => {
+      const domain = visibleDomain(c, c.req.valid("param").id);
+      const b = c.req.valid("json");
+      return c.json(opResult(domain.free(b.address, b.vcpu ?? 0)), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/domains/{id}/realloc",
+      summary:
+        "Resize a block, in place if it fits (507 when it cannot be served: the old block stays)",
+      security,
+      request: {
+        params: IdParam,
+        body: { content: { "application/json": { schema: ReallocBody } }, required: true },
+      },
+      responses: { ...served, ...errors, 409: json(ErrorBody, "double free or interior pointer") },
+    }),
+    (c) => {
+      const domain = visibleDomain(c, c.req.valid("param").id);
+      const b = c.req.valid("json");
+      const r = domain.reallocate(b.address, b.size, b.align ?? 1, b.vcpu ?? 0);
+      return c.json(opResult(r), r.ok ? 201 : 507);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/domains/{id}/batch",
+      summary: `Run up to ${BATCH_MAX_OPS} operations in order; results column by column`,
+      description:
+        "A free or realloc names its block by address, or by ref: the index of an earlier " +
+        "alloc or realloc of the same batch. Operations that are rejected (bad address, double free, " +
+        "bad ref, vCPU out of range) are listed in errors and change nothing; the others still run.",
+      security,
+      request: {
+        params: IdParam,
+        body: { content: { "application/json": { schema: BatchBody } }, required: true },
+      },
+      responses: {
+        200: json(BatchResultBody, "results"),
+        ...errors,
+        413: json(ErrorBody, "body too large"),
+      },
+    }),
+    (c) => {
+      const domain = visibleDomain(c, c.req.valid("param").id);
+      return c.json(runBatch(domain, c.req.valid("json").ops), 200);
+    },
+  );
+
+  // -- stats, metrics, events ---------------------------------------------------------------
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/stats",
+      summary: "Hypervisor-wide figures: machine, page allocator, every domain (admin)",
+      security,
+      responses: { 200: json(HypervisorStatsBody, "stats"), 401: errors[401], 403: errors[403] },
+    }),
+    (c) => {
+      requireAdmin(c);
+      const pa = hypervisor.pages.stats();
+      return c.json({
+        machine: {
+          frames: pa.frameCount,
+          free_frames: pa.freeFrameCount,
+          largest_free_order: pa.largestFreeOrder,
+          page_allocator: {
+            alloc_calls: pa.allocCalls,
+            free_calls: pa.freeCalls,
+            failed_calls: pa.failedCalls,
+            failed_contiguity: pa.failedContiguity,
+            failed_exhaustion: pa.failedExhaustion,
+          },
+        },
+        default_engine: tenancy.defaultEngine,
+        tenants: tenancy.tenants().length,
+        domains: tenancy.domains().map((d) => d.stats()),
+      }, 200);
+    },
+  );
+
+  app.get("/metrics", (c) => {
+    requireAdmin(c);
+    return c.text(renderMetrics(hypervisor), 200, {
+      "content-type": "text/plain; version=0.0.4; charset=utf-8",
+    });
+  });
+
+  app.get("/v1/domains/:id/events", (c) => {
+    const parsed = IdParam.safeParse({ id: c.req.param("id") });
+    if (!parsed.success) fail(400, "invalid_request", "id: expected a positive integer");
+    const domain = visibleDomain(c, parsed.data.id);
+    const intervalMs = queryInt(c.req.query("interval_ms"), "interval_ms", 1000, 50, 60_000);
+    const maxEvents = queryInt(c.req.query("max_events"), "max_events", 3600, 1, 1_000_000);
+    return streamSSE(c, async (stream) => {
+      let aborted = false;
+      stream.onAbort(() => {
+        aborted = true;
+      });
+      for (let n = 0; n < maxEvents && !aborted; n++) {
+        if (domain.destroyed) {
+          await stream.writeSSE({ event: "destroyed", data: JSON.stringify({ id: domain.id }) });
+          return;
+        }
+        await stream.writeSSE({
+          event: "stats",
+          id: String(n),
+          data: JSON.stringify(domain.stats()),
+        });
+        if (n + 1 < maxEvents) await stream.sleep(intervalMs);
+      }
+    });
+  });
+
+  // -- documentation ------------------------------------------------------------------------
+  const document = {
+    openapi: "3.0.0",
+    info: {
+      title: "heapvisor control plane",
+      version: "1",
+      description:
+        "Tenants, domains and their memory on a model hypervisor. Bearer tokens: the admin's, " +
+        "or a tenant's (shown once when the tenant is created).",
+    },
+  };
+  app.doc("/v1/openapi.json", document);
+  app.get(
+    "/v1/docs",
+    (c) =>
+      c.html(renderDocs(app.getOpenAPIDocument(document) as unknown as Record<string, unknown>)),
+  );
+  app.get("/", (c) => c.redirect("/v1/docs"));
+
+  return { app, tokens };
+}
+
+/** Run a batch; rejected operations are listed and change nothing. */
+function runBatch(domain: Domain, ops: z.infer<typeof BatchBody>["ops"]) {
+  const n = ops.length;
+  const addresses: number[] = new Array(n).fill(0);
+  const live: number[] = new Array(n).fill(0); // block each op still holds, for refs
+  const causes: (AllocFailureCause | null)[] = new Array(n).fill(null);
+  const steps: number[] = new Array(n).fill(0);
+  const cycles: number[] = new Array(n).fill(0);
+  const errors: { index: number; code: string; message: string }[] = [];
+  let served = 0;
+  const target = (
+    op: { address?: number | undefined; ref?: number | undefined },
+    i: number,
+  ): number => {
+    if ((op.address === undefined) === (op.ref === undefined)) {
+      throw new RangeError("Invalid operation: give exactly one of address or ref");
+    }
+    if (op.ref === undefined) return op.address!;
+    if (op.ref >= i) {
+      throw new RangeError(`Invalid ref ${op.ref}: expected an earlier operation (< ${i})`);
+    }
+    if (live[op.ref] === 0) {
+      throw new RangeError(`Invalid ref ${op.ref}: that operation holds no block`);
+    }
+    return live[op.ref]!;
+  };
+  for (let i = 0; i < n; i++) {
+    const op = ops[i]!;
+    try {
+      let r: MemoryOpResult;
+      if (op.op === "alloc") {
+        r = domain.allocate(op.size, op.align ?? 1, op.vcpu ?? 0);
+        live[i] = r.address;
+      } else if (op.op === "free") {
+        r = domain.free(target(op, i), op.vcpu ?? 0);
+        if (op.ref !== undefined) live[op.ref] = 0;
+      } else {
+        r = domain.reallocate(target(op, i), op.size, op.align ?? 1, op.vcpu ?? 0);
+        if (r.ok) {
+          if (op.ref !== undefined) live[op.ref] = 0;
+          live[i] = r.address;
+        }
+      }
+      addresses[i] = r.address;
+      causes[i] = r.cause;
+      steps[i] = r.steps;
+      cycles[i] = r.cycles;
+      if (r.ok) served++;
+    } catch (e) {
+      if (e instanceof InvalidFreeError) {
+        errors.push({ index: i, code: e.reason.replace("-", "_"), message: e.message });
+      } else if (e instanceof RangeError) {
+        errors.push({ index: i, code: "invalid_request", message: e.message });
+      } else throw e;
+    }
+  }
+  return { count: n, served, addresses, causes, steps, cycles, errors };
+}
+
+function queryInt(
+  raw: string | undefined,
+  name: string,
+  fallback: number,
+  lo: number,
+  hi: number,
+): number {
+  if (raw === undefined) return fallback;
+  const v = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(v >= lo && v <= hi)) {
+    fail(400, "invalid_request", `${name}: expected an integer in [${lo}, ${hi}]`);
+  }
+  return v;
+}
+
+/** After pages return: the page allocator must be sound, or this is a bug (500). */
+function assertMachineSound(hypervisor: Hypervisor): void {
+  const errors = hypervisor.pages.check();
+  if (errors.length > 0) {
+    throw new Error(`Page allocator inconsistent: ${errors.slice(0, 3).join("; ")}`);
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * Request and response shapes of the control plane, as zod schemas: they validate
+ * every body and parameter, and the OpenAPI document is generated from them.
+ * Objects are strict: an unknown field is a 400.
+ *
+ * @module
+ */
+
+import { z } from "@hono/zod-openapi";
+import { ENGINE_NAMES } from "../xmalloc/registry.ts";
+import { NAME_MAX_LENGTH, VCPUS_MAX } from "../domains.ts";
+
+/** Most operations one batch request may carry. */
+export const BATCH_MAX_OPS = 10_000;
+/** Largest size one allocation may ask for (1 TiB). */
+export const SIZE_MAX_BYTES = 2 ** 40;
+/** Largest alignment (1 GiB). */
+export const ALIGN_MAX_BYTES = 2 ** 30;
+
+const name = z.string().regex(/^[A-Za-z0-9._-]+$/, "letters, digits, '.', '_' or '-'").min(1).max(
+  NAME_MAX_LENGTH,
+);
+const id = z.coerce.number().int().min(1).max(2 ** 31);
+const size = z.number().int().min(1).max(SIZE_MAX_BYTES).openapi({
+  description: "bytes",
+  example: 4095,
+});
+const align = z.number().int().min(1).max(ALIGN_MAX_BYTES).refine((a) => (a & (a - 1)) === 0, {
+  message: "must be a power of two",
+}).openapi({ description: "a power of two (default 1)", example: 16 });
+const vcpu = z.number().int().min(0).max(VCPUS_MAX - 1).openapi({
+  description: "calling vCPU (default 0)",
+});
+const address = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).openapi({
+  description: "a block's address as returned by alloc",
+  example: 17592186048528,
+});
+const cause = z.enum(["quota", "exhaustion", "contiguity", "unservable"]);
+
+/** Path parameter `:id`. */
+export const IdParam = z.object({
+  id: id.openapi({ param: { name: "id", in: "path" }, example: 1 }),
+});
+
+/** A JSON error: what failed and why. */
+export const ErrorBody = z.object({
+  error: z.object({
+    code: z.string().openapi({ example: "invalid_request" }),
+    message: z.string().openapi({ example: "size: Too small: expected number to be >=1" }),
+  }),
+}).openapi("Error");
+
+/** GET /v1/health. */
+export const HealthBody = z.object({ status: z.literal("ok") }).openapi("Health");
+
+/** POST /v1/tenants. */
+export const CreateTenantBody = z.strictObject({
+  name,
+  max_domains: z.number().int().min(1).max(1_000_000).openapi({ example: 8 }),
+  max_pages: z.number().int().min(1).max(2 ** 31).openapi({ example: 65536 }),
+}).openapi("CreateTenant");
+
+/** A tenant as the admin sees it. */
+export const TenantBody = z.object({
+  id: z.number().int(),
+  name: z.string(),
+  max_domains: z.number().int(),
+  max_pages: z.number().int(),
+  domains: z.number().int().openapi({ description: "domains now" }),
+  pages_reserved: z.number().int().openapi({ description: "sum of its domains' max_pages" }),
+  pages_held: z.number().int().openapi({ description: "pages its domains hold now" }),
+}).openapi("Tenant");
+
+/** A new tenant, with its token (shown once). */
+export const CreatedTenantBody = TenantBody.extend({
+  token: z.string().openapi({
+    description: "bearer token of the tenant; shown once, stored hashed",
+  }),
+}).openapi("CreatedTenant");
+
+/** POST /v1/domains. */
+export const CreateDomainBody = z.strictObject({
+  name,
+  vcpus: z.number().int().min(1).max(VCPUS_MAX).openapi({ example: 2 }),
+  max_pages: z.number().int().min(1).max(2 ** 31).openapi({ example: 4096 }),
+  engine: z.enum(ENGINE_NAMES as [string, ...string[]]).optional().openapi({
+    description: "xmalloc engine of the domain's pool (default: the hypervisor's)",
+  }),
+  tenant_id: z.number().int().min(1).optional().openapi({
+    description: "admin only: the tenant the domain is for",
+  }),
+}).openapi("CreateDomain");
+
+const percentiles = z.object({
+  p50: z.number(),
+  p99: z.number(),
+  p999: z.number(),
+  max: z.number(),
+  mean: z.number(),
+});
+
+/** A domain's figures. */
+export const DomainBody = z.object({
+  id: z.number().int(),
+  tenant_id: z.number().int(),
+  name: z.string(),
+  engine: z.string(),
+  vcpus: z.number().int(),
+  max_pages: z.number().int(),
+  pages_held: z.number().int(),
+  pool_pages: z.number().int(),
+  whole_pages: z.number().int(),
+  meta_pages: z.number().int(),
+  peak_pages: z.number().int(),
+  live_blocks: z.number().int(),
+  requested_bytes: z.number().int(),
+  reserved_bytes: z.number().int(),
+  overhead_ratio: z.number(),
+  ops: z.object({
+    allocs: z.number(),
+    frees: z.number(),
+    reallocs: z.number(),
+    failed: z.number(),
+  }),
+  failures: z.object({
+    quota: z.number(),
+    exhaustion: z.number(),
+    contiguity: z.number(),
+    unservable: z.number(),
+  }),
+  steps: percentiles,
+  latency_cycles: percentiles.openapi({
+    description: "modelled cycles per operation (src/cost_model.ts)",
+  }),
+}).openapi("Domain");
+
+/** POST /v1/domains/:id/alloc. */
+export const AllocBody = z.strictObject({ size, align: align.optional(), vcpu: vcpu.optional() })
+  .openapi(
+    "Alloc",
+  );
+/** POST /v1/domains/:id/free. */
+export const FreeBody = z.strictObject({ address, vcpu: vcpu.optional() }).openapi("Free");
+/** POST /v1/domains/:id/realloc. */
+export const ReallocBody = z.strictObject({
+  address,
+  size,
+  align: align.optional(),
+  vcpu: vcpu.optional(),
+})
+  .openapi("Realloc");
+
+/** The outcome of one memory operation. */
+export const OpResultBody = z.object({
+  ok: z.boolean(),
+  address: z.number().int().openapi({ description: "the block (0 if not served)" }),
+  reserved_bytes: z.number().int().openapi({ description: "bytes usable at the address" }),
+  cause: cause.nullable().openapi({ description: "why it was not served" }),
+  steps: z.number().int(),
+  cycles: z.number().int().openapi({ description: "modelled cycles" }),
+}).openapi("OpResult");
+
+const batchOp = z.discriminatedUnion("op", [
+  z.strictObject({ op: z.literal("alloc"), size, align: align.optional(), vcpu: vcpu.optional() }),
+  z.strictObject({
+    op: z.literal("free"),
+    address: address.optional(),
+    ref: z.number().int().min(0).optional().openapi({
+      description: "index of an earlier alloc in this batch whose block to free",
+    }),
+    vcpu: vcpu.optional(),
+  }),
+  z.strictObject({
+    op: z.literal("realloc"),
+    address: address.optional(),
+    ref: z.number().int().min(0).optional(),
+    size,
+    align: align.optional(),
+    vcpu: vcpu.optional(),
+  }),
+]);
+
+/** POST /v1/domains/:id/batch. */
+export const BatchBody = z.strictObject({
+  ops: z.array(batchOp).min(1).max(BATCH_MAX_OPS).openapi({
+    description: `1..${BATCH_MAX_OPS} operations, run in order`,
+  }),
+}).openapi("Batch");
+
+/** Per-operation results of a batch, column by column (index i is op i). */
+export const BatchResultBody = z.object({
+  count: z.number().int(),
+  served: z.number().int().openapi({ description: "operations that succeeded" }),
+  addresses: z.array(z.number().int()).openapi({ description: "block of each op (0: none)" }),
+  causes: z.array(cause.nullable()),
+  steps: z.array(z.number().int()),
+  cycles: z.array(z.number().int()),
+  errors: z.array(z.object({ index: z.number().int(), code: z.string(), message: z.string() }))
+    .openapi({
+      description: "operations rejected (bad address, double free, bad ref): they changed nothing",
+    }),
+}).openapi("BatchResult");
+
+/** GET /v1/engines. */
+export const EnginesBody = z.array(z.object({
+  name: z.string(),
+  description: z.string(),
+  modelled_on: z.string(),
+  parameters: z.record(z.string(), z.union([z.number(), z.string()])),
+})).openapi("Engines");
+
+/** GET /v1/stats (admin). */
+export const HypervisorStatsBody = z.object({
+  machine: z.object({
+    frames: z.number().int(),
+    free_frames: z.number().int(),
+    largest_free_order: z.number().int(),
+    page_allocator: z.object({
+      alloc_calls: z.number(),
+      free_calls: z.number(),
+      failed_calls: z.number(),
+      failed_contiguity: z.number(),
+      failed_exhaustion: z.number(),
+    }),
+  }),
+  default_engine: z.string(),
+  tenants: z.number().int(),
+  domains: z.array(DomainBody),
+}).openapi("HypervisorStats");
