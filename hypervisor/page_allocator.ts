@@ -25,6 +25,8 @@ import { PAGE_SIZE_BYTES } from "../src/units.ts";
 /** Largest order the allocator manages (Xen x86: MAX_ORDER 20, 4 GiB blocks). */
 export const MAX_ORDER = 20;
 
+/** Most frames a machine may have: 2^31 (8 TiB), so every frame index fits an Int32. */
+export const FRAME_COUNT_MAX = 2 ** 31;
 /** Largest order a request may name; above maxOrder it fails as no such block exists. */
 const ORDER_LIMIT = 62;
 const STATE_FREE = 0x80; // head of a free block; low 6 bits: order
@@ -101,14 +103,14 @@ export class BuddyPageAllocator {
   #failedByOrder: Float64Array;
 
   /**
-   * @param frameCount frames of the machine, at least 1
+   * @param frameCount frames of the machine, 1..2^31
    * @param maxOrder largest block order, 0..30 (default {@link MAX_ORDER})
    * @throws {RangeError} on a frame count or order out of range
    */
   constructor(frameCount: number, maxOrder: number = MAX_ORDER) {
-    if (!Number.isInteger(frameCount) || frameCount < 1 || frameCount > 2 ** 31 - 1) {
+    if (!Number.isInteger(frameCount) || frameCount < 1 || frameCount > FRAME_COUNT_MAX) {
       throw new RangeError(
-        `Invalid frame count ${frameCount}: expected an integer in [1, ${2 ** 31 - 1}]`,
+        `Invalid frame count ${frameCount}: expected an integer in [1, ${FRAME_COUNT_MAX}]`,
       );
     }
     if (!Number.isInteger(maxOrder) || maxOrder < 0 || maxOrder > 30) {

@@ -86,7 +86,7 @@ export interface ReplayResult {
   /** Mean steps per free. */
   mean_steps_free: number;
   /** Step sums by the engine's step kinds. */
-  step_totals: Record<string, number>;
+  steps_totals: Record<string, number>;
   /** Page-allocator calls and failures. */
   page_allocator: {
     alloc_calls: number;
@@ -210,7 +210,7 @@ export function replayTrace(trace: Trace, options: ReplayOptions): ReplayResult 
     mean_steps_alloc: roundTo(allocSteps.mean, 6),
     max_steps_free: freeSteps.max,
     mean_steps_free: roundTo(freeSteps.mean, 6),
-    step_totals: engine.stats().stepTotals,
+    steps_totals: engine.stats().stepTotals,
     page_allocator: {
       alloc_calls: pa.allocCalls,
       free_calls: pa.freeCalls,

@@ -108,9 +108,11 @@ export function curveSizes(maxBytes: number, stepBytes: number): number[] {
 }
 
 /**
- * Sizes in [lo, hi] where `engine`'s pages per 1024 objects jump by at least
- * `minRatio` from one byte to the next: samples `stepBytes` apart locate a jump,
- * bisection finds its exact size. Sizes where an allocation fails are skipped.
+ * Every size in [lo, hi] where `engine`'s pages per 1024 objects jump by at least
+ * `minRatio` from one byte to the next. The cost per object never falls as the size
+ * grows, so a window whose ends differ by less than `minRatio` holds no such jump;
+ * others are bisected down to single bytes (samples `stepBytes` apart to start).
+ * Sizes where an allocation fails are skipped.
  */
 export function findStepUps(
   engine: string,
@@ -119,33 +121,30 @@ export function findStepUps(
   stepBytes: number,
   minRatio: number,
 ): StepUp[] {
+  const memo = new Map<number, number | null>();
+  const pages = (size: number): number | null => {
+    let p = memo.get(size);
+    if (p === undefined) {
+      p = pagesPer1024(engine, size);
+      memo.set(size, p);
+    }
+    return p;
+  };
   const steps: StepUp[] = [];
-  let prevSize = lo;
-  let prevPages = pagesPer1024(engine, lo);
-  for (let size = lo + stepBytes; size <= hi + stepBytes - 1; size += stepBytes) {
-    const s = Math.min(size, hi);
-    const pages = pagesPer1024(engine, s);
-    if (prevPages !== null && pages !== null && pages >= prevPages * minRatio) {
-      let a = prevSize; // cost(a) is low, cost(b) high: bisect for the first high size
-      let b = s;
-      const low = prevPages;
-      while (b - a > 1) {
-        const mid = Math.floor((a + b) / 2);
-        const p = pagesPer1024(engine, mid);
-        if (p !== null && p >= low * minRatio) b = mid;
-        else a = mid;
+  const search = (a: number, b: number): void => {
+    const pa = pages(a);
+    const pb = pages(b);
+    if (pa !== null && pb !== null && pb < pa * minRatio) return;
+    if (b - a === 1) {
+      if (pa !== null && pb !== null) {
+        steps.push({ size_bytes: b, pages_before: pa, pages_after: pb });
       }
-      const before = pagesPer1024(engine, b - 1);
-      const after = pagesPer1024(engine, b)!;
-      if (before !== null && after >= before * minRatio) {
-        steps.push({ size_bytes: b, pages_before: before, pages_after: after });
-      }
+      return;
     }
-    if (pages !== null) {
-      prevSize = s;
-      prevPages = pages;
-    }
-    if (s === hi) break;
-  }
+    const mid = Math.floor((a + b) / 2);
+    search(a, mid);
+    search(mid, b);
+  };
+  for (let a = lo; a < hi; a += stepBytes) search(a, Math.min(a + stepBytes, hi));
   return steps;
 }

@@ -749,7 +749,6 @@ const CASES: Record<ConformanceCase, CaseFn> = {
       for (
         const address of [
           0x1234,
-          0,
           2 ** 60,
           Number.MAX_SAFE_INTEGER,
           -PAGE_SIZE_BYTES,
@@ -765,6 +764,22 @@ const CASES: Record<ConformanceCase, CaseFn> = {
         expectRejected(rig, address, "unknown-address");
       }
       assertLiveIntact(rig);
+    });
+
+    await t.step("address 0 is NULL: free does nothing, reallocate allocates", () => {
+      const { rig } = invalidFreeRig(config);
+      const before = observe(rig);
+      rig.engine.free(0, 0);
+      assert.deepEqual(observe(rig), before, "free(0) changed the state");
+      assert.equal(rig.engine.lastSteps, 0, "free(0) does no work");
+      assert.throws(() => rig.engine.usableSize(0), InvalidFreeError, "usableSize(0) must throw");
+      const address = rig.engine.reallocate(0, 100, 1, 0);
+      assert.notEqual(address, 0, "reallocate(0, 100) allocates");
+      assert.ok(rig.engine.usableSize(address) >= 100);
+      rig.live.add({ address, sizeBytes: 100, usableBytes: rig.engine.usableSize(address) });
+      assertSound(rig);
+      freeChecked(rig, address, 0);
+      assertSound(rig);
     });
 
     await t.step("double frees", () => {

@@ -74,7 +74,7 @@ for (const { engine, reference } of ENGINES) {
         assert.equal(got.page_allocator.failed_contiguity, pa.failed_with_enough_free_pages);
         assert.deepEqual({ ...got.page_allocator.failed_by_order }, pa.failed_by_order);
         for (const [kind, total] of Object.entries(ref.steps_totals)) {
-          assert.equal(got.step_totals[kind] ?? 0, total, `${run.file}: steps_totals.${kind}`);
+          assert.equal(got.steps_totals[kind] ?? 0, total, `${run.file}: steps_totals.${kind}`);
         }
       });
     }

@@ -183,7 +183,10 @@ export function createControlPlane(
     });
   const batchLimit = limit(BATCH_BODY_MAX_BYTES);
   const defaultLimit = limit(BODY_MAX_BYTES);
-  app.use("*", (c, next) => (c.req.path.endsWith("/batch") ? batchLimit(c, next) : defaultLimit(c, next)));
+  app.use(
+    "*",
+    (c, next) => (c.req.path.endsWith("/batch") ? batchLimit(c, next) : defaultLimit(c, next)),
+  );
 
   const requireAdmin = (c: Context<Env>): void => {
     if (c.var.principal.role !== "admin") {

@@ -192,12 +192,6 @@ export class SlubShared {
   /** 2^order pages, or -1 with {@link failureCause} set (also for orders the machine lacks). */
   allocPages(order: number): number {
     const source = this.source;
-    if (order > source.pages.maxOrder) {
-      this.failureCause = source.heldPages + 2 ** order > source.maxPages
-        ? "quota"
-        : source.pages.failureCause(order) ?? "exhaustion";
-      return NIL;
-    }
     const frame = source.allocPages(order);
     if (frame < 0) this.failureCause = source.lastFailureCause ?? "exhaustion";
     return frame;

@@ -112,6 +112,10 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
 
   free(address: number, cpu = 0): void {
     assertAllocArgs(1, 1, cpu, this.cpuCount);
+    if (address === 0) { // xfree(NULL) / kfree(NULL): nothing to do
+      this.lastSteps = 0;
+      return;
+    }
     const kind = this.#resolve(address);
     if (this.pool !== null) this.pool.steps = 0;
     if (kind === "whole") {
@@ -128,6 +132,7 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
   /** `_xrealloc()`: in place when the current block is big enough, else move. */
   reallocate(address: number, sizeBytes: number, alignBytes = 1, cpu = 0): number {
     assertAllocArgs(sizeBytes, alignBytes, cpu, this.cpuCount);
+    if (address === 0) return this.allocate(sizeBytes, alignBytes, cpu); // _xrealloc(NULL, n)
     const kind = this.#resolve(address);
     const align = Math.max(alignBytes, MEM_ALIGN_BYTES);
     if (kind === "whole") {

@@ -23,7 +23,8 @@ import type { BuddyPageAllocator, PageFailureCause } from "../page_allocator.ts"
 /**
  * Why an allocation failed: the page allocator's cause (`exhaustion`, `contiguity`),
  * the pool's page quota (`quota`), or a size the engine cannot serve at all
- * (`unservable`: tlsf-2008's pool refuses 4033..4063 bytes, as Xen did until 2009).
+ * (`unservable`: larger than the page allocator's largest block, or tlsf-2008's pool
+ * refusing 4033..4063 bytes, as Xen did until 2009).
  */
 export type AllocFailureCause = PageFailureCause | "quota" | "unservable";
 
@@ -87,9 +88,16 @@ export class PageSource {
   /**
    * Allocate 2^order pages.
    *
-   * @returns first frame, or -1 with {@link lastFailureCause} set
+   * @returns first frame, or -1 with {@link lastFailureCause} set (`unservable` for an
+   *   order above the page allocator's largest, `quota`, or the page allocator's cause)
    */
   allocPages(order: number): number {
+    if (order > this.pages.maxOrder) {
+      // Xen's alloc_heap_pages(): "if ( unlikely(order > MAX_ORDER) ) return NULL;"
+      // before any work: no machine has a block that large.
+      this.lastFailureCause = "unservable";
+      return -1;
+    }
     if (this.pages.pagesOwnedBy(this.owner) + 2 ** order > this.maxPages) {
       this.lastFailureCause = "quota";
       return -1;
@@ -180,15 +188,15 @@ export interface XmallocEngine {
   allocate(sizeBytes: number, alignBytes?: number, cpu?: number): number;
 
   /**
-   * Free the block at `address`.
+   * Free the block at `address`; 0 does nothing (as `xfree(NULL)`, `kfree(NULL)`).
    *
-   * @throws {InvalidFreeError} if `address` is not a live block; nothing changes
+   * @throws {InvalidFreeError} if `address` is not 0 and not a live block; nothing changes
    */
   free(address: number, cpu?: number): void;
 
   /**
    * Resize the block at `address` to `sizeBytes` (Xen's `_xrealloc`): in place if it
-   * fits, else allocate, copy and free.
+   * fits, else allocate, copy and free. Address 0 allocates (`_xrealloc(NULL, n)`).
    *
    * @returns the new address, or 0 if it cannot be served (the old block stays)
    * @throws {InvalidFreeError} if `address` is not a live block

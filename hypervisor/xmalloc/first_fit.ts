@@ -136,6 +136,10 @@ export class FirstFitEngine implements XmallocEngine {
   /** `xfree()`. */
   free(address: number, cpu = 0): void {
     assertAllocArgs(1, 1, cpu, this.#cpuCount);
+    if (address === 0) { // xfree(NULL) / kfree(NULL): nothing to do
+      this.lastSteps = 0;
+      return;
+    }
     if (this.#resolve(address) === "whole") {
       this.#wholePagesFree(this.#resolvedFrame);
       this.lastSteps = 0;
@@ -148,6 +152,7 @@ export class FirstFitEngine implements XmallocEngine {
   /** In place if the block already holds the new size, else move (allocate, copy, free). */
   reallocate(address: number, sizeBytes: number, alignBytes = 1, cpu = 0): number {
     assertAllocArgs(sizeBytes, alignBytes, cpu, this.#cpuCount, this.maxAlignBytes);
+    if (address === 0) return this.allocate(sizeBytes, alignBytes, cpu); // _xrealloc(NULL, n)
     if (sizeBytes <= this.usableSize(address)) {
       this.lastSteps = 0;
       this.lastFailureCause = null;

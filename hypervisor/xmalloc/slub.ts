@@ -263,6 +263,10 @@ export class SlubEngine implements XmallocEngine {
   /** `kfree(address)` on `cpu`. */
   free(address: number, cpu = 0): void {
     assertAllocArgs(1, 1, cpu, this.cpuCount);
+    if (address === 0) { // xfree(NULL) / kfree(NULL): nothing to do
+      this.#lastSteps = 0;
+      return;
+    }
     const slab = this.#slabAt(address);
     if (slab >= 0) {
       const cache = this.#caches[this.#sh.slabs.cache[slab]!]!;
@@ -293,6 +297,7 @@ export class SlubEngine implements XmallocEngine {
    */
   reallocate(address: number, sizeBytes: number, alignBytes = 1, cpu = 0): number {
     assertAllocArgs(sizeBytes, alignBytes, cpu, this.cpuCount, this.maxAlignBytes);
+    if (address === 0) return this.allocate(sizeBytes, alignBytes, cpu); // _xrealloc(NULL, n)
     if (sizeBytes <= this.usableSize(address) && address % alignBytes === 0) {
       this.#lastSteps = 0;
       this.#lastFailureCause = null;

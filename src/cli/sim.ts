@@ -6,9 +6,9 @@
  * @module
  */
 
+import { isAbsolute, join } from "node:path";
 import { parseArgs } from "node:util";
-import { SEED_MAX } from "../prng.ts";
-import { deriveSeed, Prng } from "../prng.ts";
+import { deriveSeed, Prng, SEED_MAX } from "../prng.ts";
 import { formatTrace, parseTrace, TraceError } from "../trace.ts";
 import { type Cell, renderTable } from "../table.ts";
 import { MiB } from "../units.ts";
@@ -25,13 +25,19 @@ import {
   curveSizes,
   findStepUps,
   nearPageCurve,
+  type StepUp,
 } from "../../hypervisor/wastage.ts";
 import { assertMachineBytes } from "../../hypervisor/hypervisor.ts";
-import { ENGINE_NAMES, engineDescriptor, ENGINES } from "../../hypervisor/xmalloc/registry.ts";
+import { ENGINE_NAMES, ENGINES } from "../../hypervisor/xmalloc/registry.ts";
 import { WORKLOAD_NAMES, workloadDescriptor, WORKLOADS } from "../../guests/workloads.ts";
 
 /** Default seed of every run. */
 export const DEFAULT_SEED = 42;
+/** Largest machine in MiB (8 TiB). */
+const MACHINE_MIB_MAX = 8 * 1024 * 1024;
+/** Range of --scale. */
+const SCALE_MIN = 0.01;
+const SCALE_MAX = 100;
 
 const USAGE = `heapvisor sim: compare hypervisor memory allocators (xmalloc engines) on evidence
 
@@ -43,16 +49,17 @@ Usage:
   deno task sim curve [options]          the near-page wastage curve only
   deno task sim trace --workload NAME [--seed N] [--scale F]
                                          print a built-in workload as a trace file
-  deno task sim engines                  list the engines and what they model
-  deno task sim workloads                list the built-in workloads
+  deno task sim engines [--json]         list the engines and what they model
+  deno task sim workloads [--json]       list the built-in workloads
 
 Options of compare:
   --seed N            seed of the run, 0..${SEED_MAX} (default ${DEFAULT_SEED}); printed first
   --engines A,B       engines to compare (default: all: ${ENGINE_NAMES.join(", ")})
   --workloads A,B     workloads (default: all: ${WORKLOAD_NAMES.join(", ")})
-  --scale F           multiply every workload's op count by F, 0 < F <= 100 (default 1)
-  --machine-mib N     machine memory in MiB (default 1024)
-  --reps N            timed replays per engine and workload for host ns/op (default 3)
+  --scale F           multiply the operations each workload runs after its warm-up (and
+                      frag-ramp's phases) by F, a decimal in [${SCALE_MIN}, ${SCALE_MAX}] (default 1)
+  --machine-mib N     machine memory in MiB, 1..${MACHINE_MIB_MAX} (default 1024)
+  --reps N            timed replays per engine and workload for host ns/op, 1..100 (default 3)
   --no-timing         leave out wall-clock figures: output is then byte-identical per seed
   --no-curve          skip the near-page curve
   --json              one JSON object on stdout instead of tables
@@ -60,17 +67,22 @@ Options of compare:
 
 Options of replay:
   --engine NAME       engine (one of: ${ENGINE_NAMES.join(", ")})
-  --trace FILE        trace file: lines "a <id> <size>", "f <id>", "# comment"
-  --machine-mib N     machine memory in MiB (default 1024)
-  --reps N            timed replays for ns_per_op (default 9)
+  --trace FILE        trace file: lines "a <id> <size>", "f <id>", "# comment"; relative to
+                      the directory you run from; "-" reads standard input
+  --machine-mib N     machine memory in MiB, 1..${MACHINE_MIB_MAX} (default 1024)
+  --reps N            timed replays for ns_per_op, 1..100 (default 9)
   --no-timing         leave out ns_per_op
   --json              the figures as one JSON object
 
 Options of curve:
   --engines A,B       engines (default: all)
-  --step N            spacing of the JSON curve in bytes (default ${CURVE_STEP_BYTES})
   --json              the full curve as JSON (the table shows the sizes where engines step)
+  --step N            spacing of the JSON curve in bytes, 1..4096 (default ${CURVE_STEP_BYTES})
+  --quiet             no progress display
 
+Options of trace: --workload NAME, --seed N, --scale F (as for compare).
+
+Options go after the command; a leading "--" (the npm habit) is ignored.
 Exit status: 0 done, 2 bad input (the message says what and where), 1 internal error.
 `;
 
@@ -123,6 +135,25 @@ function intFlag(
   return value;
 }
 
+function scaleFlag(flags: Flags): number {
+  const raw = flags.scale;
+  if (raw === undefined) return 1;
+  const value = /^\d+(\.\d+)?$/.test(raw) ? Number(raw) : NaN;
+  if (!(value >= SCALE_MIN && value <= SCALE_MAX)) {
+    throw new UsageError(
+      `Invalid --scale "${raw}": expected a decimal in [${SCALE_MIN}, ${SCALE_MAX}]`,
+    );
+  }
+  return value;
+}
+
+function nameFlag(raw: string, known: readonly string[], what: string): string {
+  if (!known.includes(raw)) {
+    throw new UsageError(`Unknown ${what} "${raw}": expected one of ${known.join(", ")}`);
+  }
+  return raw;
+}
+
 function listFlag(
   raw: string | undefined,
   known: readonly string[],
@@ -131,19 +162,14 @@ function listFlag(
   if (raw === undefined) return undefined;
   const names = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
   if (names.length === 0) throw new UsageError(`Invalid --${what}: empty list`);
-  for (const n of names) {
-    if (!known.includes(n)) {
-      throw new UsageError(
-        `Unknown ${what.replace(/s$/, "")} "${n}": expected one of ${known.join(", ")}`,
-      );
-    }
-  }
+  names.forEach((n) => nameFlag(n, known, what.replace(/s$/, "")));
+  const repeated = names.find((n, i) => names.indexOf(n) !== i);
+  if (repeated) throw new UsageError(`Invalid --${what}: "${repeated}" is named twice`);
   return names;
 }
 
 function machineBytesFlag(flags: Flags): number {
-  const mib = intFlag(flags, "machine-mib", 1024, 1, 8 * 1024 * 1024);
-  const bytes = MiB(mib);
+  const bytes = MiB(intFlag(flags, "machine-mib", 1024, 1, MACHINE_MIB_MAX));
   assertMachineBytes(bytes);
   return bytes;
 }
@@ -155,6 +181,14 @@ function allowOnly(flags: Flags, command: string, allowed: readonly string[]): v
       throw new UsageError(`Option --${key} does not apply to "sim ${command}"`);
     }
   }
+}
+
+/** A path as the user meant it: relative to where they ran `deno task` from. */
+function userPath(path: string): string {
+  const granted =
+    Deno.permissions.querySync({ name: "env", variable: "INIT_CWD" }).state === "granted";
+  const from = granted ? Deno.env.get("INIT_CWD") : undefined;
+  return isAbsolute(path) || !from ? path : join(from, path);
 }
 
 function progressReporter(
@@ -186,19 +220,15 @@ function compare(flags: Flags, out: string[]): void {
   const seed = intFlag(flags, "seed", DEFAULT_SEED, 0, SEED_MAX);
   const engines = listFlag(flags.engines, ENGINE_NAMES, "engines");
   const workloads = listFlag(flags.workloads, WORKLOAD_NAMES, "workloads");
-  const scale = flags.scale === undefined ? 1 : Number(flags.scale);
-  if (!(scale > 0 && scale <= 100)) {
-    throw new UsageError(`Invalid --scale "${flags.scale}": expected a number in (0, 100]`);
-  }
+  const scale = scaleFlag(flags);
   const machineBytes = machineBytesFlag(flags);
-  const timedReps = flags["no-timing"] ? 0 : intFlag(flags, "reps", 3, 1, 100);
+  const reps = intFlag(flags, "reps", 3, 1, 100);
+  const timedReps = flags["no-timing"] ? 0 : reps;
   const onProgress = progressReporter(flags);
   if (!flags.json) {
-    const names = engines ?? ENGINE_NAMES;
+    const names = (engines ?? ENGINE_NAMES).join(",");
     out.push(
-      `seed=${seed}  engines=${names.join(",")}  machine=${
-        machineBytes / MiB(1)
-      } MiB  scale=${scale}`,
+      `seed=${seed}  engines=${names}  machine=${machineBytes / MiB(1)} MiB  scale=${scale}`,
     );
     flush(out);
   }
@@ -217,17 +247,18 @@ function compare(flags: Flags, out: string[]): void {
 }
 
 /**
- * Mark the best (lowest) value of a row with `*`; values of engines that failed some
- * allocations (`failed[i]`) get `!` and cannot be best: they served less.
+ * Render a row of figures; with `rank`, the best (lowest) gets `*`. Engines that
+ * failed some allocations (`failed[i]`) get `!` and are never best: they served less.
  */
-function markBest(
+function markRow(
   values: (number | null)[],
   render: (v: number, i: number) => string,
-  failed: readonly boolean[] = [],
+  failed: readonly boolean[],
+  rank: boolean,
 ): Cell[] {
   const eligible = values.filter((v, i): v is number => v !== null && !failed[i]);
   const best = Math.min(...eligible);
-  const several = new Set(eligible).size > 1;
+  const several = rank && new Set(eligible).size > 1;
   return values.map((v, i) => {
     if (v === null) return null;
     const mark = failed[i] ? " !" : several && v === best ? " *" : "  ";
@@ -242,44 +273,42 @@ function renderComparison(r: CompareResult, timedReps: number): string[] {
   const rows = (
     cell: (x: ReplayResult) => number | null,
     render: (v: number, x: ReplayResult) => string,
+    rank = true,
   ) =>
     r.workloads.map((w) => {
       const xs = byWorkload(w.name);
-      return [
-        w.name,
-        ...markBest(xs.map(cell), (v, i) => render(v, xs[i]!), xs.map((x) => x.failures > 0)),
-      ];
+      const failed = xs.map((x) => x.failures > 0);
+      return [w.name, ...markRow(xs.map(cell), (v, i) => render(v, xs[i]!), failed, rank)];
     });
+  const header = ["workload", ...r.engines];
   out.push("");
   out.push(
     "Footprint: peak pages held by xmalloc (overhead = pages x 4 KiB / peak live requested bytes)",
   );
   out.push(
     renderTable(
-      ["workload", ...r.engines],
+      header,
       rows((x) => x.peak_pages, (v, x) => `${v} (${x.overhead_ratio.toFixed(2)}x)`),
     ),
   );
   out.push("");
   out.push(
-    "Worst case: max steps of one call (p99 steps)   [steps: list nodes visited, bitmap searches, list ops]",
+    "Worst case: max steps of one call (p99 steps). Each engine counts its own unit of work:",
   );
   out.push(
-    renderTable(
-      ["workload", ...r.engines],
-      rows((x) => x.max_steps, (v, x) => `${v} (${x.p99_steps})`),
-    ),
+    "first-fit list nodes visited; TLSF bitmap searches and list operations; SLUB freelist and",
   );
-  const failing = r.results.filter((x) => x.failures > 0);
-  if (failing.length > 0) {
+  out.push("partial-list operations. Compare how steps grow, not their values across engines.");
+  out.push(renderTable(header, rows((x) => x.max_steps, (v, x) => `${v} (${x.p99_steps})`, false)));
+  if (r.results.some((x) => x.failures > 0)) {
     out.push("");
     out.push("Failures: allocations that returned no block (exhaustion / contiguity / unservable)");
     out.push(renderTable(
-      ["workload", ...r.engines],
+      header,
       rows((x) => x.failures, (v, x) => {
         const c = x.failures_by_cause;
         return `${v} (${c.exhaustion}/${c.contiguity}/${c.unservable})`;
-      }),
+      }, false),
     ));
   }
   if (timedReps > 0) {
@@ -287,12 +316,7 @@ function renderComparison(r: CompareResult, timedReps: number): string[] {
     out.push(
       `Host time: wall-clock ns per op, median of ${timedReps} replays (this machine; varies run to run)`,
     );
-    out.push(
-      renderTable(
-        ["workload", ...r.engines],
-        rows((x) => x.ns_per_op ?? null, (v) => v.toFixed(1)),
-      ),
-    );
+    out.push(renderTable(header, rows((x) => x.ns_per_op ?? null, (v) => v.toFixed(1))));
   }
   if (r.curve) {
     out.push(
@@ -311,7 +335,7 @@ function renderCurve(
   sizes: number[],
   engines: readonly string[],
   pages: Record<string, (number | null)[]>,
-  stepUps: Record<string, { size_bytes: number; pages_before: number; pages_after: number }[]>,
+  stepUps: Record<string, StepUp[]>,
 ): string[] {
   const out: string[] = [""];
   out.push(
@@ -321,25 +345,52 @@ function renderCurve(
   for (const size of CURVE_TABLE_SIZES) {
     const i = sizes.indexOf(size);
     if (i < 0) continue;
-    rows.push([size, ...markBest(engines.map((e) => pages[e]![i] ?? null), (v) => String(v))]);
+    const values = engines.map((e) => pages[e]![i] ?? null);
+    rows.push([size, ...markRow(values, (v) => String(v), [], true)]);
   }
   out.push(renderTable(["size (B)", ...engines], rows));
   out.push("");
   out.push(
     `Where the cost per object jumps (>= ${STEP_UP_MIN_RATIO}x from one byte to the next, up to ${CURVE_MAX_BYTES} B):`,
   );
+  const width = Math.max(...engines.map((x) => x.length));
   for (const e of engines) {
     const steps = stepUps[e]!.map((s) =>
       `${s.size_bytes} B (${s.pages_before} -> ${s.pages_after})`
     );
-    out.push(
-      `  ${e.padEnd(Math.max(...engines.map((x) => x.length)))}  ${steps.join(", ") || "none"}`,
-    );
+    out.push(`  ${e.padEnd(width)}  ${steps.join(", ") || "none"}`);
   }
   return out;
 }
 
 // -- replay -------------------------------------------------------------------------
+
+function readTrace(path: string): { text: string; name: string; source: string } {
+  if (path === "-") {
+    const chunks: Uint8Array[] = [];
+    const buf = new Uint8Array(65536);
+    for (let n = Deno.stdin.readSync(buf); n !== null; n = Deno.stdin.readSync(buf)) {
+      chunks.push(buf.slice(0, n));
+    }
+    const all = new Uint8Array(chunks.reduce((s, c) => s + c.length, 0));
+    let at = 0;
+    for (const c of chunks) {
+      all.set(c, at);
+      at += c.length;
+    }
+    return { text: new TextDecoder().decode(all), name: "stdin", source: "stdin" };
+  }
+  const full = userPath(path);
+  try {
+    return {
+      text: Deno.readTextFileSync(full),
+      name: path.replace(/^.*\//, "").replace(/\.trace$/, ""),
+      source: path,
+    };
+  } catch (e) {
+    throw new UsageError(`Cannot read trace ${full}: ${(e as Error).message}`);
+  }
+}
 
 function replay(flags: Flags, out: string[]): void {
   allowOnly(flags, "replay", ["engine", "trace", "machine-mib", "reps", "no-timing", "json"]);
@@ -347,18 +398,16 @@ function replay(flags: Flags, out: string[]): void {
     throw new UsageError("Missing --engine: expected one of " + ENGINE_NAMES.join(", "));
   }
   if (!flags.trace) throw new UsageError("Missing --trace FILE");
-  engineDescriptor(flags.engine);
+  const engine = nameFlag(flags.engine, ENGINE_NAMES, "engine");
   const machineBytes = machineBytesFlag(flags);
-  const timedReps = flags["no-timing"] ? 0 : intFlag(flags, "reps", 9, 1, 1000);
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(flags.trace);
-  } catch (e) {
-    throw new UsageError(`Cannot read trace ${flags.trace}: ${(e as Error).message}`);
-  }
-  const name = flags.trace.replace(/^.*\//, "").replace(/\.trace$/, "");
-  const trace = parseTrace(text, name, flags.trace);
-  const result = replayTrace(trace, { engine: flags.engine, machineBytes, timedReps });
+  const reps = intFlag(flags, "reps", 9, 1, 100);
+  const { text, name, source } = readTrace(flags.trace);
+  const trace = parseTrace(text, name, source);
+  const result = replayTrace(trace, {
+    engine,
+    machineBytes,
+    timedReps: flags["no-timing"] ? 0 : reps,
+  });
   if (flags.json) {
     out.push(JSON.stringify(result, null, 2));
     return;
@@ -395,7 +444,7 @@ function replay(flags: Flags, out: string[]): void {
     ],
   ];
   if (result.ns_per_op !== undefined) {
-    rows.push([`host ns per op (median of ${timedReps})`, result.ns_per_op]);
+    rows.push([`host ns per op (median of ${reps})`, result.ns_per_op]);
   }
   out.push(`replay ${result.trace} on ${result.engine}, machine ${result.machine_mib} MiB`);
   out.push(renderTable(["figure", "value"], rows));
@@ -413,7 +462,7 @@ function curve(flags: Flags, out: string[]): void {
   ) => a - b);
   const onProgress = progressReporter(flags);
   const pages: Record<string, (number | null)[]> = {};
-  const stepUps: Record<string, ReturnType<typeof findStepUps>> = {};
+  const stepUps: Record<string, StepUp[]> = {};
   engines.forEach((e, i) => {
     onProgress?.(i, engines.length, `near-page curve of ${e}`);
     pages[e] = nearPageCurve(e, sizes).map((p) => p.pages_per_1024);
@@ -421,13 +470,13 @@ function curve(flags: Flags, out: string[]): void {
   });
   onProgress?.(engines.length, engines.length, "done");
   if (flags.json) {
-    out.push(
-      JSON.stringify(
-        { object_count: 1024, sizes_bytes: sizes, pages_per_1024: pages, step_ups: stepUps },
-        null,
-        2,
-      ),
-    );
+    const body = {
+      object_count: 1024,
+      sizes_bytes: sizes,
+      pages_per_1024: pages,
+      step_ups: stepUps,
+    };
+    out.push(JSON.stringify(body, null, 2));
   } else {
     out.push(...renderCurve(sizes, engines, pages, stepUps).slice(1));
   }
@@ -438,36 +487,25 @@ function traceCommand(flags: Flags, out: string[]): void {
   if (!flags.workload) {
     throw new UsageError("Missing --workload: expected one of " + WORKLOAD_NAMES.join(", "));
   }
-  const workload = workloadDescriptor(flags.workload);
+  const workload = workloadDescriptor(nameFlag(flags.workload, WORKLOAD_NAMES, "workload"));
   const seed = intFlag(flags, "seed", DEFAULT_SEED, 0, SEED_MAX);
-  const scale = flags.scale === undefined ? 1 : Number(flags.scale);
-  if (!(scale > 0 && scale <= 100)) {
-    throw new UsageError(`Invalid --scale "${flags.scale}": expected a number in (0, 100]`);
-  }
+  const scale = scaleFlag(flags);
   const trace = workload.generate(new Prng(deriveSeed(seed, workload.name)), scale);
-  out.push(
-    formatTrace(
-      trace,
-      `${workload.name}\n${workload.description}\nseed=${seed} scale=${scale} ops=${trace.opCount}`,
-    ).trimEnd(),
-  );
+  const comment =
+    `${workload.name}\n${workload.description}\nseed=${seed} scale=${scale} ops=${trace.opCount}`;
+  out.push(formatTrace(trace, comment).trimEnd());
 }
 
 function listEngines(flags: Flags, out: string[]): void {
   allowOnly(flags, "engines", ["json"]);
   if (flags.json) {
-    out.push(
-      JSON.stringify(
-        ENGINES.map(({ name, description, modelledOn, parameters }) => ({
-          name,
-          description,
-          modelledOn,
-          parameters,
-        })),
-        null,
-        2,
-      ),
-    );
+    const list = ENGINES.map((e) => ({
+      name: e.name,
+      description: e.description,
+      modelled_on: e.modelledOn,
+      parameters: e.parameters,
+    }));
+    out.push(JSON.stringify(list, null, 2));
     return;
   }
   for (const e of ENGINES) {
@@ -497,12 +535,13 @@ function flush(out: string[]): void {
 
 /**
  * Run the CLI with `args`; returns the exit status. Output is written only when a
- * command has fully succeeded (apart from the compare header, printed at the start).
+ * command has fully succeeded (apart from the compare header, printed at the start
+ * once every flag has been checked).
  */
 export function main(args: string[]): number {
   const out: string[] = [];
   try {
-    const { values: flags, positionals } = parseFlags(args);
+    const { values: flags, positionals } = parseFlags(args[0] === "--" ? args.slice(1) : args);
     if (flags.help) {
       out.push(USAGE.trimEnd());
       flush(out);
@@ -530,7 +569,7 @@ export function main(args: string[]): number {
   } catch (e) {
     if (e instanceof UsageError || e instanceof TraceError || e instanceof RangeError) {
       console.error(`sim: ${e.message}`);
-      if (e instanceof UsageError) console.error("Run 'deno task sim --help' for usage.");
+      if (!(e instanceof TraceError)) console.error("Run 'deno task sim --help' for usage.");
       return 2;
     }
     console.error(
