@@ -3,8 +3,9 @@
  *
  * A buddy page allocator over machine frames (Xen's `alloc_heap_pages`), an xmalloc
  * whose engine is chosen by name (Xen 3.3's first fit, Xen's TLSF, Linux's SLUB),
- * trace replay with the reference figures' measurements, built-in seeded workloads
- * and the near-page wastage curve.
+ * trace replay with the reference figures' measurements, built-in seeded workloads,
+ * the near-page wastage curve, tenants and domains with pools of their own, and the
+ * HTTP control plane (a Hono app) with its typed client.
  *
  * @example Replay a trace on today's Xen TLSF
  * ```ts
@@ -99,3 +100,35 @@ export {
   workloadDescriptor,
   WORKLOADS,
 } from "./guests/workloads.ts";
+export {
+  Domain,
+  type DomainSpec,
+  type DomainStats,
+  type MemoryOpResult,
+  NotFoundError,
+  type Percentiles,
+  QuotaExceededError,
+  Tenancy,
+  type Tenant,
+  type TenantQuota,
+} from "./hypervisor/domains.ts";
+export { modelledCycles } from "./src/cost_model.ts";
+export {
+  type ControlPlane,
+  type ControlPlaneOptions,
+  createControlPlane,
+} from "./hypervisor/control_plane/app.ts";
+export { newAdminToken, type Principal, TokenStore } from "./hypervisor/control_plane/auth.ts";
+export {
+  type BatchOp,
+  type BatchResult,
+  ControlPlaneClient,
+  ControlPlaneError,
+  type CreatedTenant,
+  type DomainInfo,
+  type EngineInfo,
+  type FetchLike,
+  type HypervisorStats,
+  type OpResult,
+  type TenantInfo,
+} from "./guests/client.ts";

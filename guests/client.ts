@@ -9,40 +9,34 @@
  * @module
  */
 
-import type { z } from "@hono/zod-openapi";
 import type {
-  BatchBody,
-  BatchResultBody,
-  CreatedTenantBody,
-  DomainBody,
-  EnginesBody,
-  HypervisorStatsBody,
-  OpResultBody,
-  TenantBody,
-} from "../hypervisor/control_plane/schemas.ts";
+  BatchOp,
+  BatchResult,
+  CreatedTenant,
+  DomainInfo,
+  EngineInfo,
+  HypervisorStats,
+  OpResult,
+  TenantInfo,
+} from "../hypervisor/control_plane/types.ts";
+
+export type {
+  BatchOp,
+  BatchResult,
+  CreatedTenant,
+  DomainInfo,
+  EngineInfo,
+  HypervisorStats,
+  OpResult,
+  TenantInfo,
+};
 
 /** What sends a request: `app.fetch`, or `fetch`. */
 export type FetchLike = (request: Request) => Response | Promise<Response>;
 
-/** A tenant, as the admin sees it. */
-export type TenantInfo = z.infer<typeof TenantBody>;
-/** A new tenant with its token. */
-export type CreatedTenant = z.infer<typeof CreatedTenantBody>;
-/** A domain's figures. */
-export type DomainInfo = z.infer<typeof DomainBody>;
-/** The outcome of one memory operation. */
-export type OpResult = z.infer<typeof OpResultBody>;
-/** One operation of a batch. */
-export type BatchOp = z.infer<typeof BatchBody>["ops"][number];
-/** Per-operation results of a batch. */
-export type BatchResult = z.infer<typeof BatchResultBody>;
-/** Hypervisor-wide figures. */
-export type HypervisorStats = z.infer<typeof HypervisorStatsBody>;
-/** The engines. */
-export type EngineInfo = z.infer<typeof EnginesBody>[number];
-
 /** The server refused a request: HTTP status, its error code and message. */
 export class ControlPlaneError extends Error {
+  /** The error's name. */
   override name = "ControlPlaneError";
   /** HTTP status. */
   readonly status: number;
@@ -50,6 +44,8 @@ export class ControlPlaneError extends Error {
   readonly code: string;
 
   /**
+   * Describe a refused request.
+   *
    * @param status HTTP status
    * @param code error code
    * @param message what failed and why
@@ -92,6 +88,8 @@ export class ControlPlaneClient {
   readonly #token: string;
 
   /**
+   * A client sending with `send` (see {@link inProcess} and {@link overHttp}).
+   *
    * @param send what sends requests
    * @param baseUrl the server's URL
    * @param token bearer token (admin or tenant)

@@ -30,11 +30,13 @@ export const NAME_MAX_LENGTH = 64;
 
 /** A tenant or domain limit would be exceeded; nothing was created. */
 export class QuotaExceededError extends Error {
+  /** The error's name. */
   override name = "QuotaExceededError";
 }
 
 /** No tenant or domain with that id. */
 export class NotFoundError extends Error {
+  /** The error's name. */
   override name = "NotFoundError";
 }
 
@@ -98,19 +100,29 @@ export interface Percentiles {
 
 /** A domain's figures. */
 export interface DomainStats {
+  /** Domain id. */
   id: number;
+  /** Owning tenant. */
   tenant_id: number;
+  /** Name. */
   name: string;
+  /** Engine of its pool. */
   engine: string;
+  /** vCPUs. */
   vcpus: number;
+  /** Page quota. */
   max_pages: number;
   /** Pages the domain's pool holds now (pool + whole + meta), Xen's tot_pages. */
   pages_held: number;
+  /** Pages carved into blocks. */
   pool_pages: number;
+  /** Pages handed out whole. */
   whole_pages: number;
+  /** Pages of the pool's control structure. */
   meta_pages: number;
   /** Most pages held at once. */
   peak_pages: number;
+  /** Live blocks. */
   live_blocks: number;
   /** Bytes asked for by the live blocks. */
   requested_bytes: number;
@@ -118,9 +130,13 @@ export interface DomainStats {
   reserved_bytes: number;
   /** pages_held * PAGE_SIZE / requested_bytes (0 when nothing is live). */
   overhead_ratio: number;
+  /** Operations served (allocs, frees, reallocs) and allocations not served (failed). */
   ops: { allocs: number; frees: number; reallocs: number; failed: number };
+  /** Allocations not served, by cause. */
   failures: Record<AllocFailureCause, number>;
+  /** Steps per operation. */
   steps: Percentiles;
+  /** Modelled cycles per operation (src/cost_model.ts). */
   latency_cycles: Percentiles;
 }
 
@@ -364,6 +380,8 @@ export class Tenancy {
   #nextDomainId = 1;
 
   /**
+   * No tenants yet, on the machine `pages`.
+   *
    * @param pages the machine
    * @param defaultEngine engine of domains that name none
    */

@@ -54,6 +54,8 @@ export class Hypervisor {
   readonly tenancy: Tenancy;
 
   /**
+   * Boot a machine of `machineBytes` (all frames free) whose heap uses the named engine.
+   *
    * @throws {RangeError} on a machine size that is not a positive multiple of 4 KiB
    *   up to 8 TiB, or an unknown engine
    */

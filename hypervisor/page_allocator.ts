@@ -61,6 +61,7 @@ export interface PageAllocatorStats {
 
 /** A page allocator could not free a block as asked (double free, bad order). */
 export class PageFreeError extends Error {
+  /** The error's name. */
   override name = "PageFreeError";
 }
 
@@ -103,6 +104,8 @@ export class BuddyPageAllocator {
   #failedByOrder: Float64Array;
 
   /**
+   * Boot a machine of `frameCount` frames, all free.
+   *
    * @param frameCount frames of the machine, 1..2^31
    * @param maxOrder largest block order, 0..30 (default {@link MAX_ORDER})
    * @throws {RangeError} on a frame count or order out of range

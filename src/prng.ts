@@ -17,6 +17,8 @@ export class Prng {
   #d: number;
 
   /**
+   * Seed a generator.
+   *
    * @param seed an integer in [0, 2^32)
    * @throws {RangeError} if the seed is not such an integer
    */

@@ -42,11 +42,14 @@ export interface Trace {
 
 /** A trace line that cannot be run, with where and why. */
 export class TraceError extends Error {
+  /** The error's name. */
   override name = "TraceError";
   /** 1-based line number. */
   readonly line: number;
 
   /**
+   * Describe a bad line.
+   *
    * @param source trace name
    * @param line 1-based line number
    * @param detail what is wrong

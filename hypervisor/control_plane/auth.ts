@@ -34,6 +34,8 @@ export class TokenStore {
   readonly #tenants = new Map<number, Uint8Array>();
 
   /**
+   * Remember the admin token's hash; no tenants yet.
+   *
    * @param adminToken the admin token, at least 16 characters
    * @throws {RangeError} if it is shorter
    */

@@ -9,6 +9,7 @@
 import { z } from "@hono/zod-openapi";
 import { ENGINE_NAMES } from "../xmalloc/registry.ts";
 import { NAME_MAX_LENGTH, VCPUS_MAX } from "../domains.ts";
+import type * as types from "./types.ts";
 
 /** Most operations one batch request may carry. */
 export const BATCH_MAX_OPS = 10_000;
@@ -227,3 +228,16 @@ export const HypervisorStatsBody = z.object({
   tenants: z.number().int(),
   domains: z.array(DomainBody),
 }).openapi("HypervisorStats");
+
+// -- the schemas and types.ts describe the same bodies (checked at compile time) ------
+
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const agree = <T extends true>(): T => true as T;
+agree<Same<z.infer<typeof TenantBody>, types.TenantInfo>>();
+agree<Same<z.infer<typeof CreatedTenantBody>, types.CreatedTenant>>();
+agree<Same<z.infer<typeof DomainBody>, types.DomainInfo>>();
+agree<Same<z.infer<typeof OpResultBody>, types.OpResult>>();
+agree<Same<z.infer<typeof BatchBody>["ops"][number], types.BatchOp>>();
+agree<Same<z.infer<typeof BatchResultBody>, types.BatchResult>>();
+agree<Same<z.infer<typeof EnginesBody>[number], types.EngineInfo>>();
+agree<Same<z.infer<typeof HypervisorStatsBody>, types.HypervisorStats>>();

@@ -36,6 +36,7 @@ export type InvalidFreeReason =
 
 /** A free (or realloc, or usable-size query) named something that is not a live block. */
 export class InvalidFreeError extends Error {
+  /** The error's name. */
   override name = "InvalidFreeError";
   /** What was wrong with the address. */
   readonly reason: InvalidFreeReason;
@@ -43,6 +44,8 @@ export class InvalidFreeError extends Error {
   readonly address: number;
 
   /**
+   * Describe a rejected address.
+   *
    * @param address the address given
    * @param reason what was wrong with it
    * @param detail one clause saying why
@@ -70,6 +73,8 @@ export class PageSource {
   lastFailureCause: AllocFailureCause | null = null;
 
   /**
+   * Pages for `owner` from `pages`, at most `maxPages` at once.
+   *
    * @param pages the machine's page allocator
    * @param owner owner id for these pages
    * @param maxPages quota in pages (default: none)

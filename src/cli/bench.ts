@@ -65,7 +65,6 @@ function benchReplays(reps: number, engines: string[]): void {
 }
 
 function benchMachines(): void {
-  console.log("");
   const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
   console.log(
     `Page allocator: boot (construct the buddy allocator) and process resident memory (RSS before: ${
@@ -73,6 +72,12 @@ function benchMachines(): void {
     } MiB)`,
   );
   const rows = [];
+  const churn = (pages: BuddyPageAllocator, frames: Int32Array) => {
+    for (let i = 0; i < 100_000; i++) frames[i] = pages.alloc(0, 1);
+    for (let i = 100_000; i < 101_000; i++) frames[i] = pages.alloc(9, 1);
+    for (let i = 0; i < 101_000; i++) pages.free(frames[i]!, i < 100_000 ? 0 : 9);
+  };
+  churn(new BuddyPageAllocator(GiB(4) / PAGE_SIZE_BYTES), new Int32Array(101_000)); // warm-up, untimed
   for (const [label, bytes] of [["64 GiB", GiB(64)], ["1 TiB", GiB(1024)]] as const) {
     const t0 = performance.now();
     const pages = new BuddyPageAllocator(bytes / PAGE_SIZE_BYTES);
@@ -81,9 +86,7 @@ function benchMachines(): void {
     // Use it: 100k single pages and 1k order-9 blocks, then give them back.
     const frames = new Int32Array(101_000);
     const t1 = performance.now();
-    for (let i = 0; i < 100_000; i++) frames[i] = pages.alloc(0, 1);
-    for (let i = 100_000; i < 101_000; i++) frames[i] = pages.alloc(9, 1);
-    for (let i = 0; i < 101_000; i++) pages.free(frames[i]!, i < 100_000 ? 0 : 9);
+    churn(pages, frames);
     const opsNs = ((performance.now() - t1) * 1e6) / (2 * frames.length);
     rows.push([
       label,
@@ -110,21 +113,35 @@ function benchMachines(): void {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      reps: { type: "string" },
-      engines: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
+  const usage =
+    "Usage: deno task bench [--reps N (1..100, default 9)] [--engines A,B (default all)]";
+  let values;
+  try {
+    values = parseArgs({
+      args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args,
+      options: {
+        reps: { type: "string" },
+        engines: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`bench: ${(e as Error).message}\n${usage}`);
+    Deno.exit(2);
+  }
   if (values.help) {
-    console.log("Usage: deno task bench [--reps N (default 9)] [--engines A,B (default all)]");
+    console.log(usage);
     Deno.exit(0);
   }
-  const reps = values.reps === undefined ? 9 : Number(values.reps);
-  if (!Number.isInteger(reps) || reps < 1 || reps > 100) {
-    console.error(`bench: Invalid --reps "${values.reps}": expected an integer in [1, 100]`);
+  const reps = values.reps === undefined
+    ? 9
+    : /^\d+$/.test(values.reps)
+    ? Number(values.reps)
+    : NaN;
+  if (!(reps >= 1 && reps <= 100)) {
+    console.error(
+      `bench: Invalid --reps "${values.reps}": expected an integer in [1, 100]\n${usage}`,
+    );
     Deno.exit(2);
   }
   const engines = values.engines?.split(",") ?? [...ENGINE_NAMES];
@@ -136,6 +153,7 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   console.log(`heapvisor bench  deno ${Deno.version.deno}  ${navigator.hardwareConcurrency} CPUs`);
+  benchMachines(); // first, so the process's resident memory is not inflated by the replays
+  console.log("");
   benchReplays(reps, engines);
-  benchMachines();
 }

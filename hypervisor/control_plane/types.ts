@@ -1,0 +1,124 @@
+/**
+ * The control plane's bodies as plain TypeScript types, for clients and readers.
+ * `schemas.ts` validates them at run time; a compile-time check there keeps the two
+ * in agreement.
+ *
+ * @module
+ */
+
+import type { DomainStats } from "../domains.ts";
+import type { AllocFailureCause } from "../xmalloc/engine.ts";
+
+/** A tenant, as the admin sees it. */
+export interface TenantInfo {
+  /** Id. */
+  id: number;
+  /** Name. */
+  name: string;
+  /** Most domains at once. */
+  max_domains: number;
+  /** Most pages its domains' max_pages may add up to. */
+  max_pages: number;
+  /** Domains now. */
+  domains: number;
+  /** Sum of its domains' max_pages. */
+  pages_reserved: number;
+  /** Pages its domains hold now. */
+  pages_held: number;
+}
+
+/** A new tenant with its bearer token (shown once). */
+export interface CreatedTenant extends TenantInfo {
+  /** The tenant's bearer token. */
+  token: string;
+}
+
+/** A domain's figures. */
+export type DomainInfo = DomainStats;
+
+/** The outcome of one memory operation. */
+export interface OpResult {
+  /** Whether it was served. */
+  ok: boolean;
+  /** The block (0 if not served). */
+  address: number;
+  /** Bytes usable at the address. */
+  reserved_bytes: number;
+  /** Why it was not served. */
+  cause: AllocFailureCause | null;
+  /** The engine's steps. */
+  steps: number;
+  /** Modelled cycles. */
+  cycles: number;
+}
+
+/** One operation of a batch; free and realloc name their block by address or by ref. */
+export type BatchOp =
+  | { op: "alloc"; size: number; align?: number | undefined; vcpu?: number | undefined }
+  | {
+    op: "free";
+    address?: number | undefined;
+    ref?: number | undefined;
+    vcpu?: number | undefined;
+  }
+  | {
+    op: "realloc";
+    address?: number | undefined;
+    ref?: number | undefined;
+    size: number;
+    align?: number | undefined;
+    vcpu?: number | undefined;
+  };
+
+/** Per-operation results of a batch, column by column (index i is op i). */
+export interface BatchResult {
+  /** Operations. */
+  count: number;
+  /** Operations that succeeded. */
+  served: number;
+  /** Block of each op (0: none). */
+  addresses: number[];
+  /** Why each op was not served (null: served or not an allocation). */
+  causes: (AllocFailureCause | null)[];
+  /** Steps of each op. */
+  steps: number[];
+  /** Modelled cycles of each op. */
+  cycles: number[];
+  /** Operations rejected (bad address, double free, bad ref): they changed nothing. */
+  errors: { index: number; code: string; message: string }[];
+}
+
+/** An engine, as `GET /v1/engines` lists it. */
+export interface EngineInfo {
+  /** Registry name. */
+  name: string;
+  /** What real allocator it models. */
+  description: string;
+  /** Upstream file and functions. */
+  modelled_on: string;
+  /** Key parameters. */
+  parameters: Record<string, number | string>;
+}
+
+/** Hypervisor-wide figures (`GET /v1/stats`, admin). */
+export interface HypervisorStats {
+  /** The machine and its page allocator. */
+  machine: {
+    frames: number;
+    free_frames: number;
+    largest_free_order: number;
+    page_allocator: {
+      alloc_calls: number;
+      free_calls: number;
+      failed_calls: number;
+      failed_contiguity: number;
+      failed_exhaustion: number;
+    };
+  };
+  /** Engine of domains that name none. */
+  default_engine: string;
+  /** Tenants now. */
+  tenants: number;
+  /** Every domain's figures. */
+  domains: DomainInfo[];
+}
