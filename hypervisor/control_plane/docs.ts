@@ -22,8 +22,16 @@ function schemaFields(schema: Json | undefined, doc: Json): string {
   if (!props) return ref ? `<code>${escape(ref.split("/").pop()!)}</code>` : "";
   const required = new Set((resolved["required"] as string[] | undefined) ?? []);
   const rows = Object.entries(props).map(([name, p]) => {
-    const type = (p["type"] as string | undefined) ??
+    const base = (p["type"] as string | undefined) ??
       (p["enum"] ? "enum" : p["anyOf"] || p["oneOf"] ? "one of" : "object");
+    const limits = [
+      p["enum"] ? `one of ${(p["enum"] as unknown[]).join(", ")}` : "",
+      p["minimum"] !== undefined ? `>= ${p["minimum"]}` : "",
+      p["maximum"] !== undefined ? `<= ${p["maximum"]}` : "",
+      p["maxLength"] !== undefined ? `length <= ${p["maxLength"]}` : "",
+      p["maxItems"] !== undefined ? `<= ${p["maxItems"]} items` : "",
+    ].filter((x) => x !== "").join(", ");
+    const type = limits ? `${base} (${limits})` : base;
     return `<tr><td><code>${escape(name)}</code>${
       required.has(name) ? "" : " (optional)"
     }</td><td>${escape(type)}</td><td>${escape(String(p["description"] ?? ""))}</td></tr>`;

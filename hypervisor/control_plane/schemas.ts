@@ -20,10 +20,10 @@ export const ALIGN_MAX_BYTES = 2 ** 30;
 
 const name = z.string().regex(/^[A-Za-z0-9._-]+$/, "letters, digits, '.', '_' or '-'").min(1).max(
   NAME_MAX_LENGTH,
-);
+).openapi({ description: "letters, digits, '.', '_' or '-'", example: "acme" });
 const id = z.coerce.number().int().min(1).max(2 ** 31);
 const size = z.number().int().min(1).max(SIZE_MAX_BYTES).openapi({
-  description: "bytes",
+  description: "bytes to allocate",
   example: 4095,
 });
 const align = z.number().int().min(1).max(ALIGN_MAX_BYTES).refine((a) => (a & (a - 1)) === 0, {
@@ -57,8 +57,14 @@ export const HealthBody = z.object({ status: z.literal("ok") }).openapi("Health"
 /** POST /v1/tenants. */
 export const CreateTenantBody = z.strictObject({
   name,
-  max_domains: z.number().int().min(1).max(1_000_000).openapi({ example: 8 }),
-  max_pages: z.number().int().min(1).max(2 ** 31).openapi({ example: 65536 }),
+  max_domains: z.number().int().min(1).max(1_000_000).openapi({
+    description: "most domains the tenant may have at once",
+    example: 8,
+  }),
+  max_pages: z.number().int().min(1).max(2 ** 31).openapi({
+    description: "most pages its domains' max_pages may add up to",
+    example: 65536,
+  }),
 }).openapi("CreateTenant");
 
 /** A tenant as the admin sees it. */
@@ -82,8 +88,14 @@ export const CreatedTenantBody = TenantBody.extend({
 /** POST /v1/domains. */
 export const CreateDomainBody = z.strictObject({
   name,
-  vcpus: z.number().int().min(1).max(VCPUS_MAX).openapi({ example: 2 }),
-  max_pages: z.number().int().min(1).max(2 ** 31).openapi({ example: 4096 }),
+  vcpus: z.number().int().min(1).max(VCPUS_MAX).openapi({
+    description: "virtual CPUs",
+    example: 2,
+  }),
+  max_pages: z.number().int().min(1).max(2 ** 31).openapi({
+    description: "the domain's page quota (Xen's max_pages)",
+    example: 4096,
+  }),
   engine: z.enum(ENGINE_NAMES as [string, ...string[]]).optional().openapi({
     description: "xmalloc engine of the domain's pool (default: the hypervisor's)",
   }),
@@ -184,7 +196,9 @@ const batchOp = z.discriminatedUnion("op", [
 /** POST /v1/domains/:id/batch. */
 export const BatchBody = z.strictObject({
   ops: z.array(batchOp).min(1).max(BATCH_MAX_OPS).openapi({
-    description: `1..${BATCH_MAX_OPS} operations, run in order`,
+    description: `1..${BATCH_MAX_OPS} operations, run in order: {"op":"alloc","size","align"?,` +
+      `"vcpu"?}, {"op":"free","address" or "ref","vcpu"?}, {"op":"realloc","address" or "ref",` +
+      `"size","align"?,"vcpu"?}`,
   }),
 }).openapi("Batch");
 
