@@ -18,7 +18,7 @@
 
 import { modelledCycles } from "../src/cost_model.ts";
 import { IntegerHistogram, roundTo } from "../src/stats.ts";
-import { PAGE_SIZE_BYTES } from "../src/units.ts";
+import { DIRECTMAP_BASE_ADDRESS, PAGE_SIZE_BYTES } from "../src/units.ts";
 import type { BuddyPageAllocator } from "./page_allocator.ts";
 import { type AllocFailureCause, PageSource, type XmallocEngine } from "./xmalloc/engine.ts";
 import { engineDescriptor } from "./xmalloc/registry.ts";
@@ -187,7 +187,11 @@ export class Domain {
   readonly pageSource: PageSource;
 
   readonly #pages: BuddyPageAllocator;
-  readonly #requested = new Map<number, number>(); // address -> bytes asked for
+  // Bytes asked for by each live block, keyed by its offset in the direct map
+  // (address - DIRECTMAP_BASE_ADDRESS) rather than its address: on a machine up to
+  // 1 GiB every offset is below 2^30, a small integer to V8, which a Map hashes and
+  // stores at about half the cost of an address (a heap number).
+  readonly #requested = new Map<number, number>();
   #requestedBytes = 0;
   #reservedBytes = 0;
   #peakPages = 0;
@@ -309,7 +313,7 @@ export class Domain {
 
   /** Requested bytes of the live block at `address` (undefined if none). */
   requestedBytesAt(address: number): number | undefined {
-    return this.#requested.get(address);
+    return this.#requested.get(address - DIRECTMAP_BASE_ADDRESS);
   }
 
   /** Whether the domain was destroyed. */
@@ -354,15 +358,16 @@ export class Domain {
   }
 
   #track(address: number, requested: number, reserved: number): void {
-    this.#requested.set(address, requested);
+    this.#requested.set(address - DIRECTMAP_BASE_ADDRESS, requested);
     this.#requestedBytes += requested;
     this.#reservedBytes += reserved;
   }
 
   #untrack(address: number, reserved: number): void {
-    this.#requestedBytes -= this.#requested.get(address) ?? 0;
+    const key = address - DIRECTMAP_BASE_ADDRESS;
+    this.#requestedBytes -= this.#requested.get(key) ?? 0;
     this.#reservedBytes -= reserved;
-    this.#requested.delete(address);
+    this.#requested.delete(key);
   }
 
   #assertLive(): void {

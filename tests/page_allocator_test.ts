@@ -98,7 +98,7 @@ Deno.test("constructor", async (t) => {
   });
 
   await t.step("rejects frame counts and orders out of range", () => {
-    for (const frameCount of [0, -1, 1.5, NaN, 2 ** 31]) {
+    for (const frameCount of [0, -1, 1.5, NaN, 2 ** 31 + 1]) {
       assert.throws(() => new BuddyPageAllocator(frameCount), RangeError, `${frameCount}`);
     }
     for (const maxOrder of [-1, 31, 2.5, NaN]) {

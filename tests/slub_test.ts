@@ -465,7 +465,6 @@ Deno.test("slub: invalid frees are rejected and change nothing", async (t) => {
   const before = snapshot();
   const frameBase = (a: number) => a - ((a - DIRECTMAP_BASE_ADDRESS) % PAGE_SIZE_BYTES);
   const cases: [string, number, string][] = [
-    ["null", 0, "unknown-address"],
     ["not an integer", small[0]! + 0.5, "unknown-address"],
     ["below the machine", DIRECTMAP_BASE_ADDRESS - 8, "unknown-address"],
     ["beyond the machine", DIRECTMAP_BASE_ADDRESS + 256 * PAGE_SIZE_BYTES, "unknown-address"],
@@ -479,6 +478,12 @@ Deno.test("slub: invalid frees are rejected and change nothing", async (t) => {
     ["8 bytes into a large block", large + 8, "interior-pointer"],
     ["a large block already freed", gone, "unknown-address"],
   ];
+  await t.step("null: free(0) does nothing, usableSize(0) is an unknown address", () => {
+    m.engine.free(0);
+    assert.equal(m.engine.lastSteps, 0);
+    assert.throws(() => m.engine.usableSize(0), InvalidFreeError);
+    assert.equal(snapshot(), before);
+  });
   for (const [what, address, reason] of cases) {
     await t.step(`${what}: ${reason}`, () => {
       for (const call of [() => m.engine.free(address), () => m.engine.usableSize(address)]) {
@@ -626,8 +631,8 @@ Deno.test("slub: page failures, order fallback and quota", async (t) => {
 
   await t.step("orders beyond the page allocator's largest fail or fall back cleanly", () => {
     const m = machine(1, 64, Infinity, 2);
-    assert.equal(m.engine.allocate(2 ** 20), 0); // order 8 > max order 2
-    assert.equal(m.engine.lastFailureCause, "exhaustion");
+    assert.equal(m.engine.allocate(2 ** 20), 0); // order 8 > max order 2: no such block
+    assert.equal(m.engine.lastFailureCause, "unservable");
     const a = m.engine.allocate(4096); // kmalloc-4k's order-3 slab is impossible: order 0
     assert.notEqual(a, 0);
     assert.equal(m.engine.pagesHeld().poolPages, 1);

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { createRoute, OpenAPIHono, type z } from "@hono/zod-openapi";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
@@ -128,6 +128,10 @@ export function createControlPlane(
     if (err instanceof HTTPException) {
       const res = err.getResponse();
       if (res.headers.get("content-type")?.includes("application/json")) return res;
+      if (err.status === 415) {
+        const message = "Send the body as JSON with Content-Type: application/json";
+        return c.json({ error: { code: "unsupported_media_type", message } }, 415);
+      }
       const code = err.status === 413
         ? "body_too_large"
         : err.status === 400
@@ -183,10 +187,21 @@ export function createControlPlane(
     });
   const batchLimit = limit(BATCH_BODY_MAX_BYTES);
   const defaultLimit = limit(BODY_MAX_BYTES);
-  app.use(
-    "*",
-    (c, next) => (c.req.path.endsWith("/batch") ? batchLimit(c, next) : defaultLimit(c, next)),
-  );
+  app.use("*", (c, next) => {
+    const batch = c.req.path.endsWith("/batch");
+    // What bodyLimit decides from a Content-Length under the limit (go on), decided
+    // without touching `request.body`, which would make a stream of the body for
+    // nothing. Over the limit, or without a Content-Length, bodyLimit decides.
+    const headers = c.req.raw.headers;
+    const length = headers.get("content-length");
+    if (
+      length !== null && !headers.has("transfer-encoding") &&
+      parseInt(length || "0", 10) <= (batch ? BATCH_BODY_MAX_BYTES : BODY_MAX_BYTES)
+    ) {
+      return next();
+    }
+    return batch ? batchLimit(c, next) : defaultLimit(c, next);
+  });
 
   const requireAdmin = (c: Context<Env>): void => {
     if (c.var.principal.role !== "admin") {
@@ -546,6 +561,17 @@ export function createControlPlane(
     },
   );
 
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/metrics",
+    summary: "The machine and every domain in the Prometheus text format (admin)",
+    security,
+    responses: {
+      200: { description: "metrics", content: { "text/plain": { schema: { type: "string" } } } },
+      401: errors[401],
+      403: errors[403],
+    },
+  });
   app.get("/metrics", (c) => {
     requireAdmin(c);
     return c.text(renderMetrics(hypervisor), 200, {
@@ -553,6 +579,27 @@ export function createControlPlane(
     });
   });
 
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/v1/domains/{id}/events",
+    summary: "Server-Sent Events: a `stats` event (the domain's figures) every interval_ms, " +
+      "max_events at most; `destroyed` when the domain goes",
+    security,
+    request: {
+      params: IdParam,
+      query: z.object({
+        interval_ms: z.string().optional().openapi({ description: "50..60000 (default 1000)" }),
+        max_events: z.string().optional().openapi({ description: "1..1000000 (default 3600)" }),
+      }),
+    },
+    responses: {
+      200: {
+        description: "event stream",
+        content: { "text/event-stream": { schema: { type: "string" } } },
+      },
+      ...errors,
+    },
+  });
   app.get("/v1/domains/:id/events", (c) => {
     const parsed = IdParam.safeParse({ id: c.req.param("id") });
     if (!parsed.success) fail(400, "invalid_request", "id: expected a positive integer");
@@ -606,6 +653,14 @@ function runBatch(domain: Domain, ops: z.infer<typeof BatchBody>["ops"]) {
   const n = ops.length;
   const addresses: number[] = new Array(n).fill(0);
   const live: number[] = new Array(n).fill(0); // block each op still holds, for refs
+  const madeBy = new Map<number, number>(); // live block -> the op of this batch that made it
+  const release = (address: number): void => { // a block is gone: refs to its op are void
+    const j = madeBy.get(address);
+    if (j !== undefined) {
+      live[j] = 0;
+      madeBy.delete(address);
+    }
+  };
   const causes: (AllocFailureCause | null)[] = new Array(n).fill(null);
   const steps: number[] = new Array(n).fill(0);
   const cycles: number[] = new Array(n).fill(0);
@@ -633,15 +688,21 @@ function runBatch(domain: Domain, ops: z.infer<typeof BatchBody>["ops"]) {
       let r: MemoryOpResult;
       if (op.op === "alloc") {
         r = domain.allocate(op.size, op.align ?? 1, op.vcpu ?? 0);
-        live[i] = r.address;
-      } else if (op.op === "free") {
-        r = domain.free(target(op, i), op.vcpu ?? 0);
-        if (op.ref !== undefined) live[op.ref] = 0;
-      } else {
-        r = domain.reallocate(target(op, i), op.size, op.align ?? 1, op.vcpu ?? 0);
         if (r.ok) {
-          if (op.ref !== undefined) live[op.ref] = 0;
           live[i] = r.address;
+          madeBy.set(r.address, i);
+        }
+      } else if (op.op === "free") {
+        const address = target(op, i);
+        r = domain.free(address, op.vcpu ?? 0);
+        release(address);
+      } else {
+        const address = target(op, i);
+        r = domain.reallocate(address, op.size, op.align ?? 1, op.vcpu ?? 0);
+        if (r.ok) {
+          release(address);
+          live[i] = r.address;
+          madeBy.set(r.address, i);
         }
       }
       addresses[i] = r.address;

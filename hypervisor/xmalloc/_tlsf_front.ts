@@ -89,7 +89,7 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
   }
 
   allocate(sizeBytes: number, alignBytes = 1, cpu = 0): number {
-    assertAllocArgs(sizeBytes, alignBytes, cpu, this.cpuCount);
+    assertAllocArgs(sizeBytes, alignBytes, cpu, this.cpuCount, this.maxAlignBytes);
     this.lastFailureCause = null;
     this.source.lastFailureCause = null;
     const pool = this.pool ?? this.#createPool();
@@ -131,7 +131,7 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
 
   /** `_xrealloc()`: in place when the current block is big enough, else move. */
   reallocate(address: number, sizeBytes: number, alignBytes = 1, cpu = 0): number {
-    assertAllocArgs(sizeBytes, alignBytes, cpu, this.cpuCount);
+    assertAllocArgs(sizeBytes, alignBytes, cpu, this.cpuCount, this.maxAlignBytes);
     if (address === 0) return this.allocate(sizeBytes, alignBytes, cpu); // _xrealloc(NULL, n)
     const kind = this.#resolve(address);
     const align = Math.max(alignBytes, MEM_ALIGN_BYTES);

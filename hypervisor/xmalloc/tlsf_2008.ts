@@ -52,11 +52,6 @@ export class Tlsf2008Engine extends TlsfFrontEnd {
 
   /** `_xmalloc()` of 2008. */
   protected xmalloc(pool: TlsfPool, sizeBytes: number, alignBytes: number): number {
-    if (alignBytes > this.maxAlignBytes) {
-      throw new RangeError(
-        `Invalid alignment ${alignBytes}: tlsf-2008 aligns to at most 2048 bytes`,
-      );
-    }
     const padded = sizeBytes + alignBytes - MEM_ALIGN_BYTES;
     if (padded >= MAX_POOL_BLOCK_BYTES) return this.#wholePages(padded, alignBytes);
     const h = pool.alloc(padded);

@@ -47,6 +47,8 @@ const SIZE_MAX = 2048;
 /** Page quota of each domain: a whole batch of the largest size fits, many times over. */
 const DOMAIN_MAX_PAGES = 8192;
 
+const HELLO_PERCENT = TARGET_SINGLE_OVER_HELLO * 100;
+const BATCHED_TARGET = TARGET_BATCHED_OPS_PER_S.toLocaleString("en-US");
 const USAGE = `heapvisor bench:api: load on the control plane over loopback
 
 Usage: deno task bench:api [--clients N] [--seconds S] [--batch N] [options]
@@ -62,9 +64,8 @@ Usage: deno task bench:api [--clients N] [--seconds S] [--batch N] [options]
                 thread (default 1)
 
 Scenarios: hello (a bare Hono endpoint, the ceiling), single-op (alloc then free, one
-request each), batched. Targets: single-op >= ${TARGET_SINGLE_OVER_HELLO * 100}% of the hello rate, batched >= ${
-  TARGET_BATCHED_OPS_PER_S.toLocaleString("en-US")
-} simulated ops/s.
+request each), batched. Targets: single-op >= ${HELLO_PERCENT}% of the hello rate,
+batched >= ${BATCHED_TARGET} simulated ops/s.
 Exit status: 0 done, 2 bad flags, 1 a request failed (a bug).`;
 
 function fail(message: string): never {
@@ -77,7 +78,9 @@ function numberFlag(name: string, raw: string, lo: number, hi: number, real = fa
   const pattern = real ? /^\d+(\.\d+)?$/ : /^\d+$/;
   const v = pattern.test(raw) ? Number(raw) : NaN;
   if (!(v >= lo && v <= hi)) {
-    fail(`Invalid --${name} "${raw}": expected ${real ? "a number" : "an integer"} in [${lo}, ${hi}]`);
+    fail(
+      `Invalid --${name} "${raw}": expected ${real ? "a number" : "an integer"} in [${lo}, ${hi}]`,
+    );
   }
   return v;
 }
@@ -155,20 +158,22 @@ class ClientPool {
       domainIds: job.domainIds.filter((_, i) => i % this.#workers.length === w),
       seeds: job.seeds.filter((_, i) => i % this.#workers.length === w),
     })).filter((p) => p.domainIds.length > 0);
-    const results = await Promise.all(parts.map((part, w) =>
-      new Promise<ClientResult>((resolve, reject) => {
-        const worker = this.#workers[w]!;
-        worker.onmessage = (e) => {
-          if ("fatal" in e.data) reject(new Error(`client thread: ${e.data.fatal}`));
-          else resolve(e.data as ClientResult);
-        };
-        worker.onerror = (e) => {
-          e.preventDefault();
-          reject(new Error(`client thread: ${e.message}`));
-        };
-        worker.postMessage(part);
-      })
-    ));
+    const results = await Promise.all(
+      parts.map((part, w) =>
+        new Promise<ClientResult>((resolve, reject) => {
+          const worker = this.#workers[w]!;
+          worker.onmessage = (e) => {
+            if ("fatal" in e.data) reject(new Error(`client thread: ${e.data.fatal}`));
+            else resolve(e.data as ClientResult);
+          };
+          worker.onerror = (e) => {
+            e.preventDefault();
+            reject(new Error(`client thread: ${e.message}`));
+          };
+          worker.postMessage(part);
+        })
+      ),
+    );
     return {
       requests: results.reduce((s, r) => s + r.requests, 0),
       ops: results.reduce((s, r) => s + r.ops, 0),
@@ -251,9 +256,14 @@ async function main(config: Config): Promise<number> {
       domainIds.push(d.id);
     }
 
-    const measured = new Map<Scenario, Measured>(
-      SCENARIOS.map((s) => [s, { requests: 0, ops: 0, windowMs: 0, latencies: [], roundRates: [] }]),
-    );
+    const empty = (): Measured => ({
+      requests: 0,
+      ops: 0,
+      windowMs: 0,
+      latencies: [],
+      roundRates: [],
+    });
+    const measured = new Map<Scenario, Measured>(SCENARIOS.map((s) => [s, empty()]));
     for (let round = 0; round < ROUNDS && status === 0; round++) {
       for (const scenario of SCENARIOS) {
         const r = await pool.run({
@@ -269,7 +279,9 @@ async function main(config: Config): Promise<number> {
           durationMs: (seconds * 1000) / ROUNDS,
         });
         if (r.errors.length > 0) {
-          console.error(`bench:api: ${scenario}: unexpected responses:\n  ${r.errors.join("\n  ")}`);
+          console.error(
+            `bench:api: ${scenario}: unexpected responses:\n  ${r.errors.join("\n  ")}`,
+          );
           status = 1;
           break;
         }

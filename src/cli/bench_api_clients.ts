@@ -51,7 +51,9 @@ export interface ClientResult {
 export function batchBody(prng: Prng, n: number, sizeMin: number, sizeMax: number): string {
   const half = n >> 1;
   const ops: object[] = [];
-  for (let i = 0; i < half; i++) ops.push({ op: "alloc", size: prng.intInclusive(sizeMin, sizeMax) });
+  for (let i = 0; i < half; i++) {
+    ops.push({ op: "alloc", size: prng.intInclusive(sizeMin, sizeMax) });
+  }
   for (let i = 0; i < half; i++) ops.push({ op: "free", ref: i });
   return JSON.stringify({ ops });
 }

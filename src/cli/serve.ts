@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { MiB } from "../units.ts";
 import { assertMachineBytes, Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { createControlPlane } from "../../hypervisor/control_plane/app.ts";
-import { newAdminToken } from "../../hypervisor/control_plane/auth.ts";
+import { newAdminToken, TOKEN_PATTERN } from "../../hypervisor/control_plane/auth.ts";
 import { ENGINE_NAMES } from "../../hypervisor/xmalloc/registry.ts";
 
 const USAGE = `heapvisor serve: the control plane over HTTP
@@ -23,7 +23,7 @@ Usage: deno task serve [--host 127.0.0.1] [--port 8080] [--engine tlsf] [--machi
   --engine NAME     default engine of new domains: ${ENGINE_NAMES.join(", ")} (default tlsf)
   --machine-mib N   machine memory in MiB (default 1024)
 
-The admin token is HEAPVISOR_ADMIN_TOKEN (at least 16 characters) if set, else a new
+The admin token is HEAPVISOR_ADMIN_TOKEN (16..512 letters, digits or -._~+/) if set, else a new
 one printed once at start. API docs: <url>/v1/docs. Stop with Ctrl-C (SIGINT) or SIGTERM.
 `;
 
@@ -66,8 +66,8 @@ if (import.meta.main) {
     fail(`Invalid --machine-mib "${values["machine-mib"]}": ${(e as Error).message}`);
   }
   const fromEnv = Deno.env.get("HEAPVISOR_ADMIN_TOKEN");
-  if (fromEnv !== undefined && fromEnv.length < 16) {
-    fail("HEAPVISOR_ADMIN_TOKEN must have at least 16 characters");
+  if (fromEnv !== undefined && !TOKEN_PATTERN.test(fromEnv)) {
+    fail("HEAPVISOR_ADMIN_TOKEN must be 16..512 letters, digits or -._~+/ (then = padding)");
   }
   const adminToken = fromEnv ?? newAdminToken();
   const hypervisor = new Hypervisor({ engine: values.engine, machineBytes: MiB(mib) });

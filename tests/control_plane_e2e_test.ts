@@ -1,0 +1,213 @@
+/**
+ * End to end over a real loopback socket: `deno run --allow-net --allow-env
+ * src/cli/serve.ts --port 0` as a subprocess, driven with the typed client over HTTP
+ * and with `fetch`, then stopped with SIGTERM. Every wait is bounded and the child is
+ * always killed in `finally`.
+ */
+
+import assert from "node:assert/strict";
+import { ControlPlaneClient, ControlPlaneError } from "../guests/client.ts";
+import { parsePrometheus, parseSse, readAllWithin } from "./control_plane_harness.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const ADMIN_TOKEN = "e2e-admin-token-0123456789";
+/** Start-up compiles the server: allow for a cold cache. */
+const START_TIMEOUT_MS = 60_000;
+const EXIT_TIMEOUT_MS = 10_000;
+
+/** Text a stream has produced so far, read in the background until it ends. */
+class Collected {
+  text = "";
+  readonly done: Promise<void>;
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.done = (async () => {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) this.text += chunk;
+    })();
+  }
+
+  /** Wait until `pattern` matches the text, or fail after `timeoutMs`. */
+  async waitFor(pattern: RegExp, timeoutMs: number, stderr: Collected): Promise<RegExpExecArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = pattern.exec(this.text);
+      if (m) return m;
+      if (Date.now() > deadline) {
+        assert.fail(
+          `no ${pattern} within ${timeoutMs} ms; stdout: ${this.text}; stderr: ${stderr.text}`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+}
+
+/** A running `serve`: its URL, its output so far, and how to stop it. */
+interface Server {
+  child: Deno.ChildProcess;
+  url: string;
+  stdout: Collected;
+  stderr: Collected;
+}
+
+/** Run `fn` against a fresh server; the child is killed and reaped whatever happens. */
+async function withServer(
+  adminToken: string | undefined,
+  fn: (server: Server) => Promise<void>,
+): Promise<void> {
+  const env = Deno.env.toObject();
+  delete env["HEAPVISOR_ADMIN_TOKEN"];
+  if (adminToken !== undefined) env["HEAPVISOR_ADMIN_TOKEN"] = adminToken;
+  env["NO_COLOR"] = "1";
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "src/cli/serve.ts",
+      "--port",
+      "0",
+      "--machine-mib",
+      "64",
+    ],
+    cwd: ROOT,
+    env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdout = new Collected(child.stdout);
+  const stderr = new Collected(child.stderr);
+  let exited = false;
+  child.status.then(() => (exited = true));
+  try {
+    const m = await stdout.waitFor(
+      /heapvisor control plane on (http:\/\/[^\s]+)/,
+      START_TIMEOUT_MS,
+      stderr,
+    );
+    await fn({ child, url: m[1]!, stdout, stderr });
+  } finally {
+    if (!exited) child.kill("SIGKILL");
+    await child.status;
+    await Promise.all([stdout.done, stderr.done]);
+  }
+}
+
+/** Send SIGTERM; the server must say so and exit 0 within the timeout. */
+async function stop(server: Server): Promise<void> {
+  server.child.kill("SIGTERM");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const status = await Promise.race([
+    server.child.status,
+    new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), EXIT_TIMEOUT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  assert.notEqual(status, "timeout", `no exit within ${EXIT_TIMEOUT_MS} ms of SIGTERM`);
+  await Promise.all([server.stdout.done, server.stderr.done]);
+  assert.equal((status as Deno.CommandStatus).code, 0, server.stderr.text);
+  assert.match(server.stdout.text, /^shutting down$/m);
+}
+
+Deno.test("e2e: serve over loopback, driven by the HTTP client, stopped by SIGTERM", async () => {
+  await withServer(ADMIN_TOKEN, async (server) => {
+    const { url, stdout } = server;
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/, "loopback by default");
+    assert.match(stdout.text, /admin token: from HEAPVISOR_ADMIN_TOKEN/);
+    assert.ok(!stdout.text.includes(ADMIN_TOKEN), "a token from the environment is never printed");
+
+    const admin = ControlPlaneClient.overHttp(url, ADMIN_TOKEN);
+    assert.deepEqual(await admin.health(), { status: "ok" });
+    const tenant = await admin.createTenant({ name: "acme", max_domains: 2, max_pages: 4096 });
+    const client = admin.withToken(tenant.token);
+    const dom = await client.createDomain({ name: "web", vcpus: 2, max_pages: 1024 });
+    assert.equal(dom.tenant_id, tenant.id);
+
+    const a = await client.alloc(dom.id, { size: 4095 });
+    assert.equal(a.ok, true);
+    assert.ok(a.reserved_bytes >= 4095);
+    const tooBig = await client.alloc(dom.id, { size: 2000 * 4096 });
+    assert.deepEqual([tooBig.ok, tooBig.cause], [false, "quota"], "507 is an outcome");
+    const batch = await client.batch(dom.id, [
+      { op: "alloc", size: 100 },
+      { op: "alloc", size: 200, vcpu: 1 },
+      { op: "free", ref: 0 },
+      { op: "free", address: 5 },
+    ]);
+    assert.equal(batch.served, 3);
+    assert.deepEqual(batch.errors.map((e) => [e.index, e.code]), [[3, "unknown_address"]]);
+    const freed = await client.free(dom.id, { address: a.address });
+    assert.equal(freed.address, a.address);
+    await assert.rejects(
+      client.free(dom.id, { address: a.address + 8 }),
+      (e) => e instanceof ControlPlaneError && e.status >= 400 && e.status < 500,
+    );
+
+    const stats = await admin.stats();
+    assert.equal(stats.machine.frames, 16_384);
+    const mine = stats.domains.find((d) => d.id === dom.id)!;
+    assert.equal(mine.live_blocks, 1);
+    assert.equal(mine.failures.quota, 1);
+    assert.deepEqual(await client.domain(dom.id), mine);
+
+    const samples = parsePrometheus(await admin.metrics());
+    const held = samples.find((s) =>
+      s.name === "heapvisor_domain_pages_held" && s.labels["domain"] === String(dom.id)
+    );
+    assert.equal(held?.value, mine.pages_held);
+
+    // SSE with fetch: three stats events, then the stream ends.
+    const events = await fetch(`${url}/v1/domains/${dom.id}/events?interval_ms=50&max_events=3`, {
+      headers: { authorization: `Bearer ${tenant.token}` },
+    });
+    assert.equal(events.status, 200);
+    assert.match(events.headers.get("content-type") ?? "", /^text\/event-stream/);
+    const parsed = parseSse(await readAllWithin(events.body!, 5000));
+    assert.deepEqual(parsed.map((e) => e.event), ["stats", "stats", "stats"]);
+    assert.equal(JSON.parse(parsed[2]!.data).id, dom.id);
+
+    // Auth and limits hold on the socket too.
+    const anonymous = await fetch(`${url}/v1/domains`);
+    assert.equal(anonymous.status, 401);
+    assert.equal((await anonymous.json()).error.code, "unauthorized");
+    const big = await fetch(`${url}/v1/domains/${dom.id}/alloc`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${tenant.token}`, "content-type": "application/json" },
+      body: `{"size": 8${" ".repeat(70 * 1024)}}`,
+    });
+    assert.equal(big.status, 413);
+    assert.equal((await big.json()).error.code, "body_too_large");
+    const other = await admin.createTenant({ name: "other", max_domains: 1, max_pages: 1 });
+    await assert.rejects(
+      admin.withToken(other.token).domain(dom.id),
+      (e) => e instanceof ControlPlaneError && e.status === 404 && e.code === "not_found",
+    );
+
+    await client.destroyDomain(dom.id);
+    assert.equal((await admin.stats()).machine.free_frames, 16_384);
+    await stop(server);
+  });
+});
+
+Deno.test("e2e: without HEAPVISOR_ADMIN_TOKEN a token is generated, printed once, and works", async () => {
+  await withServer(undefined, async (server) => {
+    const m = await server.stdout.waitFor(
+      /admin token \(shown once\): (\S+)/,
+      5000,
+      server.stderr,
+    );
+    const token = m[1]!;
+    assert.ok(token.length >= 16, token);
+    assert.equal(server.stdout.text.split(token).length - 1, 1, "printed exactly once");
+    assert.deepEqual(await ControlPlaneClient.overHttp(server.url, token).tenants(), []);
+    await assert.rejects(
+      ControlPlaneClient.overHttp(server.url, `${token}x`).tenants(),
+      (e) => e instanceof ControlPlaneError && e.status === 401,
+    );
+    await stop(server);
+    assert.equal(server.stdout.text.split(token).length - 1, 1, "not printed again on exit");
+  });
+});
