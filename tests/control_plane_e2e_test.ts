@@ -211,3 +211,29 @@ Deno.test("e2e: without HEAPVISOR_ADMIN_TOKEN a token is generated, printed once
     assert.equal(server.stdout.text.split(token).length - 1, 1, "not printed again on exit");
   });
 });
+
+Deno.test("e2e: SIGTERM with an event stream open still exits promptly and ends the stream", async () => {
+  await withServer(ADMIN_TOKEN, async (server) => {
+    const admin = ControlPlaneClient.overHttp(server.url, ADMIN_TOKEN);
+    const tenant = await admin.createTenant({ name: "acme", max_domains: 1, max_pages: 64 });
+    const dom = await ControlPlaneClient.overHttp(server.url, tenant.token).createDomain({
+      name: "web",
+      vcpus: 1,
+      max_pages: 64,
+    });
+    // Defaults: an event a second for up to an hour.
+    const events = await fetch(`${server.url}/v1/domains/${dom.id}/events`, {
+      headers: { authorization: `Bearer ${tenant.token}` },
+    });
+    assert.equal(events.status, 200);
+    const reader = events.body!.getReader();
+    const first = await reader.read();
+    assert.ok(!first.done, "the first stats event arrives");
+    reader.releaseLock();
+    const ended = readAllWithin(events.body!, EXIT_TIMEOUT_MS).then(() => null, (e) => e as Error);
+    const stopped = await stop(server).then(() => null, (e) => e as Error);
+    const stream = await ended;
+    assert.equal(stopped, null, `SIGTERM with a stream open: ${stopped}`);
+    assert.equal(stream, null, `the event stream outlived SIGTERM: ${stream}`);
+  });
+});

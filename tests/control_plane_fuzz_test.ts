@@ -155,7 +155,7 @@ const domainBody = body(
       name: field(fc.stringMatching(/^[a-z0-9]{1,8}$/)),
       vcpus: field(fc.integer({ min: 1, max: 4 })),
       max_pages: field(fc.integer({ min: 1, max: 4096 })),
-      engine: field(fc.constantFrom("first-fit", "tlsf-2008", "tlsf", "slub", "buddy")),
+      engine: field(fc.constantFrom("first-fit", "tlsf-2008", "tlsf", "slub", "buddy", "hoard")),
       tenant_id: field(fc.integer({ min: 1, max: 4 })),
     },
     { requiredKeys: ["name", "vcpus", "max_pages"] },

@@ -631,7 +631,7 @@ Deno.test("control plane: domains", async (t) => {
     invalid("max_pages 0", { ...valid, max_pages: 0 }, "max_pages"),
     invalid("max_pages -4", { ...valid, max_pages: -4 }, "max_pages"),
     invalid("max_pages as a string", { ...valid, max_pages: "1" }, "max_pages"),
-    invalid("unknown engine", { ...valid, engine: "buddy" }, "engine"),
+    invalid("unknown engine", { ...valid, engine: "no-such-engine" }, "engine"),
     invalid("engine not a string", { ...valid, engine: 3 }, "engine"),
     invalid("bad name", { ...valid, name: "../etc" }, "name"),
     invalid("tenant_id 0", { ...valid, tenant_id: 0 }, "tenant_id"),

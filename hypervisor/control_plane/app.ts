@@ -57,9 +57,19 @@ type Env = { Variables: { principal: Principal } };
 
 /** How to build the control plane. */
 export interface ControlPlaneOptions {
-  /** The admin's bearer token (at least 16 characters). */
+  /** The admin's bearer token (16..512 characters of RFC 6750's b64token). */
   adminToken: string;
+  /**
+   * Aborted when the server shuts down: open event streams send a `shutdown` event
+   * and end, so a graceful shutdown does not wait for them.
+   */
+  signal?: AbortSignal;
 }
+
+/** Most event streams open at once, in all and per tenant. */
+export const EVENT_STREAMS_MAX = 64;
+/** Most event streams one tenant may have open at once. */
+export const EVENT_STREAMS_PER_TENANT_MAX = 8;
 
 /** The app and the token store behind it. */
 export interface ControlPlane {
@@ -70,7 +80,11 @@ export interface ControlPlane {
 }
 
 /** Throw the JSON error `code` with `status`. */
-function fail(status: 400 | 401 | 403 | 404 | 409 | 413, code: string, message: string): never {
+function fail(
+  status: 400 | 401 | 403 | 404 | 409 | 413 | 429,
+  code: string,
+  message: string,
+): never {
   throw new HTTPException(status, {
     res: Response.json({ error: { code, message } }, { status }),
   });
@@ -107,6 +121,8 @@ export function createControlPlane(
   options: ControlPlaneOptions,
 ): ControlPlane {
   const tokens = new TokenStore(options.adminToken);
+  let openStreams = 0;
+  const streamsByTenant = new Map<number, number>(); // 0: the admin
   const tenancy = hypervisor.tenancy;
   const app = new OpenAPIHono<Env>({
     defaultHook: (result) => {
@@ -593,6 +609,7 @@ export function createControlPlane(
       }),
     },
     responses: {
+      429: { description: "too many event streams open" },
       200: {
         description: "event stream",
         content: { "text/event-stream": { schema: { type: "string" } } },
@@ -606,22 +623,54 @@ export function createControlPlane(
     const domain = visibleDomain(c, parsed.data.id);
     const intervalMs = queryInt(c.req.query("interval_ms"), "interval_ms", 1000, 50, 60_000);
     const maxEvents = queryInt(c.req.query("max_events"), "max_events", 3600, 1, 1_000_000);
+    const p = c.var.principal;
+    const owner = p.role === "tenant" ? p.tenantId : 0;
+    const mine = streamsByTenant.get(owner) ?? 0;
+    if (openStreams >= EVENT_STREAMS_MAX || (owner !== 0 && mine >= EVENT_STREAMS_PER_TENANT_MAX)) {
+      fail(
+        429,
+        "too_many_streams",
+        `At most ${EVENT_STREAMS_PER_TENANT_MAX} event streams per tenant and ${EVENT_STREAMS_MAX} in all`,
+      );
+    }
+    openStreams++;
+    streamsByTenant.set(owner, mine + 1);
+    const shutdown = options.signal;
     return streamSSE(c, async (stream) => {
       let aborted = false;
       stream.onAbort(() => {
         aborted = true;
       });
-      for (let n = 0; n < maxEvents && !aborted; n++) {
-        if (domain.destroyed) {
-          await stream.writeSSE({ event: "destroyed", data: JSON.stringify({ id: domain.id }) });
-          return;
+      // Wake from the sleep between events when the server shuts down.
+      let wake = () => {};
+      const onShutdown = () => wake();
+      shutdown?.addEventListener("abort", onShutdown);
+      try {
+        for (let n = 0; n < maxEvents && !aborted; n++) {
+          if (shutdown?.aborted) {
+            await stream.writeSSE({ event: "shutdown", data: "{}" });
+            return;
+          }
+          if (domain.destroyed) {
+            await stream.writeSSE({ event: "destroyed", data: JSON.stringify({ id: domain.id }) });
+            return;
+          }
+          const data = JSON.stringify(domain.stats());
+          await stream.writeSSE({ event: "stats", id: String(n), data });
+          if (n + 1 < maxEvents) {
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, intervalMs);
+              wake = () => {
+                clearTimeout(timer);
+                resolve();
+              };
+            });
+          }
         }
-        await stream.writeSSE({
-          event: "stats",
-          id: String(n),
-          data: JSON.stringify(domain.stats()),
-        });
-        if (n + 1 < maxEvents) await stream.sleep(intervalMs);
+      } finally {
+        shutdown?.removeEventListener("abort", onShutdown);
+        openStreams--;
+        streamsByTenant.set(owner, (streamsByTenant.get(owner) ?? 1) - 1);
       }
     });
   });

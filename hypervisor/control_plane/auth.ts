@@ -103,7 +103,10 @@ export class TokenStore {
 
   /** The full check: hash the presented token, compare in constant time. */
   #verify(authorization: string): Principal | null {
-    if (!authorization.startsWith("Bearer ")) return null;
+    // RFC 7235: the scheme name is case-insensitive.
+    if (authorization.length < 7 || authorization.slice(0, 7).toLowerCase() !== "bearer ") {
+      return null;
+    }
     const token = authorization.slice(7);
     if (!TOKEN_PATTERN.test(token)) return null;
     const presented = sha256(token);

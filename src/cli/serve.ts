@@ -71,7 +71,8 @@ if (import.meta.main) {
   }
   const adminToken = fromEnv ?? newAdminToken();
   const hypervisor = new Hypervisor({ engine: values.engine, machineBytes: MiB(mib) });
-  const { app } = createControlPlane(hypervisor, { adminToken });
+  const shutdown = new AbortController();
+  const { app } = createControlPlane(hypervisor, { adminToken, signal: shutdown.signal });
   const server = Deno.serve({
     hostname: values.host,
     port,
@@ -85,6 +86,7 @@ if (import.meta.main) {
   }, app.fetch);
   const stop = () => {
     console.log("shutting down");
+    shutdown.abort(); // event streams end now instead of holding the shutdown open
     server.shutdown();
   };
   Deno.addSignalListener("SIGINT", stop);
