@@ -132,42 +132,4 @@ export class VcpuScheduler {
   }
 }
 
-/**
- * A lock on virtual time (a pool's spinlock): an operation that takes it at cycle
- * `at` and holds it for `holdCycles` starts when the lock is free and leaves it busy
- * until it ends. Operations must be applied in the order of their `at`.
- */
-export class VirtualLock {
-  #freeAt = 0;
-  /** Acquisitions. */
-  acquisitions = 0;
-  /** Acquisitions that had to wait. */
-  contended = 0;
-  /** Cycles waited in all. */
-  waitCycles = 0;
-
-  /**
-   * Take the lock at `at` for `holdCycles`; returns the cycles waited for it.
-   *
-   * @example
-   * ```ts
-   * import { VirtualLock } from "./scheduler.ts";
-   * import assert from "node:assert/strict";
-   * const lock = new VirtualLock();
-   * assert.equal(lock.acquire(0, 100), 0);
-   * assert.equal(lock.acquire(40, 10), 60); // waits until cycle 100
-   * assert.equal(lock.acquire(500, 10), 0);
-   * ```
-   */
-  acquire(at: number, holdCycles: number): number {
-    const start = Math.max(at, this.#freeAt);
-    const wait = start - at;
-    this.#freeAt = start + holdCycles;
-    this.acquisitions++;
-    if (wait > 0) {
-      this.contended++;
-      this.waitCycles += wait;
-    }
-    return wait;
-  }
-}
+export { VirtualLock } from "../src/virtual_lock.ts";

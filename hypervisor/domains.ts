@@ -16,15 +16,18 @@
  * @module
  */
 
-import { modelledCycles } from "../src/cost_model.ts";
 import { IntegerHistogram, roundTo } from "../src/stats.ts";
+import { VirtualLock } from "../src/virtual_lock.ts";
 import { DIRECTMAP_BASE_ADDRESS, PAGE_SIZE_BYTES } from "../src/units.ts";
 import type { BuddyPageAllocator } from "./page_allocator.ts";
 import { type AllocFailureCause, PageSource, type XmallocEngine } from "./xmalloc/engine.ts";
 import { engineDescriptor } from "./xmalloc/registry.ts";
+import { SmpAccounting, type SmpStats } from "./smp.ts";
 
 /** Most vCPUs a domain may have (Xen's default HVM limit is 128; 4096 with x2APIC). */
 export const VCPUS_MAX = 4096;
+/** vCPU numbers packed beside a block's requested bytes (VCPUS_MAX fits). */
+const VCPU_SLOTS = 4096;
 /** Longest tenant or domain name. */
 export const NAME_MAX_LENGTH = 64;
 
@@ -80,8 +83,10 @@ export interface MemoryOpResult {
   cause: AllocFailureCause | null;
   /** The engine's steps. */
   steps: number;
-  /** Modelled cycles (src/cost_model.ts). */
+  /** Modelled cycles of the work (src/cost_model.ts). */
   cycles: number;
+  /** Cycles waited for the pool lock and the heap lock (0 without a virtual start time). */
+  lockWaitCycles: number;
 }
 
 /** Percentiles of a distribution of integers. */
@@ -136,8 +141,10 @@ export interface DomainStats {
   failures: Record<AllocFailureCause, number>;
   /** Steps per operation. */
   steps: Percentiles;
-  /** Modelled cycles per operation (src/cost_model.ts). */
+  /** Modelled cycles per operation, lock wait included (src/cost_model.ts). */
   latency_cycles: Percentiles;
+  /** Lock wait, cache-line transfers, false sharing, per-vCPU latency (hypervisor/smp.ts). */
+  smp: SmpStats;
 }
 
 function percentiles(h: IntegerHistogram): Percentiles {
@@ -207,15 +214,23 @@ export class Domain {
   };
   readonly #steps = new IntegerHistogram();
   readonly #cycles = new IntegerHistogram();
+  readonly #smp: SmpAccounting;
   #destroyed = false;
 
   /** Use {@link Tenancy.createDomain}. */
-  constructor(id: number, tenantId: number, spec: Required<DomainSpec>, pages: BuddyPageAllocator) {
+  constructor(
+    id: number,
+    tenantId: number,
+    spec: Required<DomainSpec>,
+    pages: BuddyPageAllocator,
+    heapLock: VirtualLock,
+  ) {
     this.id = id;
     this.tenantId = tenantId;
     this.name = spec.name;
     this.vcpus = spec.vcpus;
     this.#pages = pages;
+    this.#smp = new SmpAccounting(spec.vcpus, heapLock);
     this.pageSource = new PageSource(pages, id, spec.maxPages);
     this.engine = engineDescriptor(spec.engine).create({
       pageSource: this.pageSource,
@@ -232,14 +247,16 @@ export class Domain {
    * Allocate `sizeBytes` on `vcpu`. Failure (quota, exhaustion, contiguity,
    * unservable) is an outcome, not an exception.
    *
+   * @param atCycles the vCPU's virtual time when it calls (lock wait is modelled only
+   *   with it; calls must then come in the order of their times)
    * @throws {RangeError} on a bad size, alignment or vCPU
    */
-  allocate(sizeBytes: number, alignBytes: number, vcpu: number): MemoryOpResult {
+  allocate(sizeBytes: number, alignBytes: number, vcpu: number, atCycles?: number): MemoryOpResult {
     this.#assertLive();
     const calls = this.#pages.callCount;
     const address = this.engine.allocate(sizeBytes, alignBytes, vcpu);
     if (address !== 0) this.#allocs++;
-    return this.#outcome(address, sizeBytes, calls);
+    return this.#outcome(address, sizeBytes, vcpu, atCycles, calls);
   }
 
   /**
@@ -248,15 +265,15 @@ export class Domain {
    * @throws {InvalidFreeError} if it is not a live block of this domain (nothing changes)
    * @throws {RangeError} on a bad vCPU
    */
-  free(address: number, vcpu: number): MemoryOpResult {
+  free(address: number, vcpu: number, atCycles?: number): MemoryOpResult {
     this.#assertLive();
     const reserved = this.engine.usableSize(address); // throws for a bad address
     const calls = this.#pages.callCount;
     this.engine.free(address, vcpu);
     this.#frees++;
     this.#untrack(address, reserved);
-    const { steps, cycles } = this.#cost(calls);
-    return { ok: true, address, reservedBytes: 0, cause: null, steps, cycles };
+    const { steps, cycles, lockWaitCycles } = this.#cost(vcpu, atCycles, calls);
+    return { ok: true, address, reservedBytes: 0, cause: null, steps, cycles, lockWaitCycles };
   }
 
   /**
@@ -265,7 +282,13 @@ export class Domain {
    * @returns the outcome; when not served the old block stays
    * @throws {InvalidFreeError} if it is not a live block of this domain
    */
-  reallocate(address: number, sizeBytes: number, alignBytes: number, vcpu: number): MemoryOpResult {
+  reallocate(
+    address: number,
+    sizeBytes: number,
+    alignBytes: number,
+    vcpu: number,
+    atCycles?: number,
+  ): MemoryOpResult {
     this.#assertLive();
     const oldReserved = this.engine.usableSize(address);
     const calls = this.#pages.callCount;
@@ -274,7 +297,7 @@ export class Domain {
       this.#reallocs++;
       this.#untrack(address, oldReserved);
     }
-    return this.#outcome(moved, sizeBytes, calls);
+    return this.#outcome(moved, sizeBytes, vcpu, atCycles, calls);
   }
 
   /** Figures now. */
@@ -308,12 +331,14 @@ export class Domain {
       failures: { ...this.#failures },
       steps: percentiles(this.#steps),
       latency_cycles: percentiles(this.#cycles),
+      smp: this.#smp.stats(),
     };
   }
 
   /** Requested bytes of the live block at `address` (undefined if none). */
   requestedBytesAt(address: number): number | undefined {
-    return this.#requested.get(address - DIRECTMAP_BASE_ADDRESS);
+    const packed = this.#requested.get(address - DIRECTMAP_BASE_ADDRESS);
+    return packed === undefined ? undefined : Math.floor(packed / VCPU_SLOTS);
   }
 
   /** Whether the domain was destroyed. */
@@ -332,42 +357,60 @@ export class Domain {
     }
   }
 
-  /** Steps and modelled cycles of the call that began at `callsBefore`; recorded. */
-  #cost(callsBefore: number): { steps: number; cycles: number } {
+  /** Steps, modelled cycles and lock wait of the call that began at `callsBefore`; recorded. */
+  #cost(vcpu: number, atCycles: number | undefined, callsBefore: number) {
     const steps = this.engine.lastSteps;
-    const cycles = modelledCycles(steps, this.#pages.callCount - callsBefore);
+    const pageCalls = this.#pages.callCount - callsBefore;
+    const { cycles, lockWaitCycles } = this.#smp.account(
+      vcpu,
+      atCycles,
+      steps,
+      pageCalls,
+      this.engine.lastSharedAccess,
+    );
     this.#steps.add(steps);
-    this.#cycles.add(cycles);
+    this.#cycles.add(cycles + lockWaitCycles);
     const held = this.pageSource.heldPages;
     if (held > this.#peakPages) this.#peakPages = held;
-    return { steps, cycles };
+    return { steps, cycles, lockWaitCycles };
   }
 
   /** The result of an allocation (address 0: not served), tracked and counted. */
-  #outcome(address: number, sizeBytes: number, callsBefore: number): MemoryOpResult {
-    const { steps, cycles } = this.#cost(callsBefore);
+  #outcome(
+    address: number,
+    sizeBytes: number,
+    vcpu: number,
+    atCycles: number | undefined,
+    callsBefore: number,
+  ): MemoryOpResult {
+    const { steps, cycles, lockWaitCycles } = this.#cost(vcpu, atCycles, callsBefore);
     if (address === 0) {
       const cause = this.engine.lastFailureCause ?? "unservable";
       this.#failed++;
       this.#failures[cause]++;
-      return { ok: false, address: 0, reservedBytes: 0, cause, steps, cycles };
+      return { ok: false, address: 0, reservedBytes: 0, cause, steps, cycles, lockWaitCycles };
     }
     const reservedBytes = this.engine.usableSize(address);
-    this.#track(address, sizeBytes, reservedBytes);
-    return { ok: true, address, reservedBytes, cause: null, steps, cycles };
+    this.#track(address, sizeBytes, reservedBytes, vcpu);
+    return { ok: true, address, reservedBytes, cause: null, steps, cycles, lockWaitCycles };
   }
 
-  #track(address: number, requested: number, reserved: number): void {
-    this.#requested.set(address - DIRECTMAP_BASE_ADDRESS, requested);
+  // Live blocks: key the direct-map offset, value requested bytes * VCPU_SLOTS + the
+  // allocating vCPU (exact: requests are below 2^40 and vCPUs below 2^12).
+  #track(address: number, requested: number, reserved: number, vcpu: number): void {
+    this.#requested.set(address - DIRECTMAP_BASE_ADDRESS, requested * VCPU_SLOTS + vcpu);
     this.#requestedBytes += requested;
     this.#reservedBytes += reserved;
+    this.#smp.blockLive(address, reserved, vcpu);
   }
 
   #untrack(address: number, reserved: number): void {
     const key = address - DIRECTMAP_BASE_ADDRESS;
-    this.#requestedBytes -= this.#requested.get(key) ?? 0;
+    const packed = this.#requested.get(key) ?? 0;
+    this.#requestedBytes -= Math.floor(packed / VCPU_SLOTS);
     this.#reservedBytes -= reserved;
     this.#requested.delete(key);
+    this.#smp.blockFreed(address, reserved, packed % VCPU_SLOTS);
   }
 
   #assertLive(): void {
@@ -377,6 +420,8 @@ export class Domain {
 
 /** Tenants and their domains on one machine. */
 export class Tenancy {
+  /** The machine's heap lock (Xen's `heap_lock`): every page-allocator call holds it. */
+  readonly heapLock: VirtualLock = new VirtualLock();
   readonly #pages: BuddyPageAllocator;
   readonly #defaultEngine: string;
   readonly #tenants = new Map<number, Tenant>();
@@ -470,7 +515,13 @@ export class Tenancy {
         } of its ${tenant.maxPages} pages left`,
       );
     }
-    const domain = new Domain(this.#nextDomainId++, tenantId, { ...spec, engine }, this.#pages);
+    const domain = new Domain(
+      this.#nextDomainId++,
+      tenantId,
+      { ...spec, engine },
+      this.#pages,
+      this.heapLock,
+    );
     this.#domains.set(domain.id, domain);
     return domain;
   }

@@ -4,6 +4,10 @@
  * bitmap search, a list insert or removal, a freelist pop) and the page-allocator
  * calls the call made into cycles, so engines can be compared on one latency scale.
  *
+ * With several vCPUs, a call that touches a pool's shared state (its lock and list
+ * heads) after another vCPU did also pays a cache-line transfer; waiting for a lock
+ * another vCPU holds is counted apart, as lock wait (`src/virtual_lock.ts`).
+ *
  * The constants are round figures of the right magnitude for a modern x86 core with
  * the allocator's metadata in cache: a call's fixed cost (entry, argument checks, an
  * uncontended lock), a dependent pointer chase or bit scan per step, and a call into
@@ -21,12 +25,19 @@ export const CALL_CYCLES = 20;
 export const STEP_CYCLES = 10;
 /** Cycles per call into the page allocator. */
 export const PAGE_ALLOCATOR_CALL_CYCLES = 200;
+/**
+ * Cycles to move a cache line from another core (a dirty line in another core's
+ * cache): paid when a vCPU touches a pool's shared state that another vCPU touched
+ * last (the lock word and the list heads move together).
+ */
+export const CACHE_LINE_TRANSFER_CYCLES = 100;
 
 /**
  * Modelled cycles of one call.
  *
  * @param steps the engine's steps for the call
  * @param pageAllocatorCalls allocations and frees of pages the call made
+ * @param lineTransfers cache lines the call pulled from another core
  *
  * @example
  * ```ts
@@ -35,6 +46,11 @@ export const PAGE_ALLOCATOR_CALL_CYCLES = 200;
  * assert.equal(modelledCycles(5, 1), 20 + 5 * 10 + 200);
  * ```
  */
-export function modelledCycles(steps: number, pageAllocatorCalls: number): number {
-  return CALL_CYCLES + steps * STEP_CYCLES + pageAllocatorCalls * PAGE_ALLOCATOR_CALL_CYCLES;
+export function modelledCycles(
+  steps: number,
+  pageAllocatorCalls: number,
+  lineTransfers = 0,
+): number {
+  return CALL_CYCLES + steps * STEP_CYCLES + pageAllocatorCalls * PAGE_ALLOCATOR_CALL_CYCLES +
+    lineTransfers * CACHE_LINE_TRANSFER_CYCLES;
 }

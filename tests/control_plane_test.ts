@@ -1326,6 +1326,7 @@ Deno.test("control plane: allocation failure is an outcome: 507 with its cause (
       cause: "exhaustion",
       steps: (r.json as OpResult).steps,
       cycles: (r.json as OpResult).cycles,
+      lock_wait_cycles: 0,
     });
     assert.ok((await failures())["exhaustion"]! > 1);
     assertInvariants(plane.hv);

@@ -449,6 +449,7 @@ export function createControlPlane(
     cause: r.cause,
     steps: r.steps,
     cycles: r.cycles,
+    lock_wait_cycles: r.lockWaitCycles,
   });
   const served = {
     201: json(OpResultBody, "served"),
@@ -470,7 +471,7 @@ export function createControlPlane(
     (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
-      const r = domain.allocate(b.size, b.align ?? 1, b.vcpu ?? 0);
+      const r = domain.allocate(b.size, b.align ?? 1, b.vcpu ?? 0, b.at_cycles);
       return c.json(opResult(r), r.ok ? 201 : 507);
     },
   );
@@ -494,7 +495,7 @@ export function createControlPlane(
     (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
-      return c.json(opResult(domain.free(b.address, b.vcpu ?? 0)), 200);
+      return c.json(opResult(domain.free(b.address, b.vcpu ?? 0, b.at_cycles)), 200);
     },
   );
 
@@ -514,7 +515,7 @@ export function createControlPlane(
     (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
-      const r = domain.reallocate(b.address, b.size, b.align ?? 1, b.vcpu ?? 0);
+      const r = domain.reallocate(b.address, b.size, b.align ?? 1, b.vcpu ?? 0, b.at_cycles);
       return c.json(opResult(r), r.ok ? 201 : 507);
     },
   );
@@ -713,6 +714,7 @@ function runBatch(domain: Domain, ops: z.infer<typeof BatchBody>["ops"]) {
   const causes: (AllocFailureCause | null)[] = new Array(n).fill(null);
   const steps: number[] = new Array(n).fill(0);
   const cycles: number[] = new Array(n).fill(0);
+  const lockWait: number[] = new Array(n).fill(0);
   const errors: { index: number; code: string; message: string }[] = [];
   let served = 0;
   const target = (
@@ -736,18 +738,18 @@ function runBatch(domain: Domain, ops: z.infer<typeof BatchBody>["ops"]) {
     try {
       let r: MemoryOpResult;
       if (op.op === "alloc") {
-        r = domain.allocate(op.size, op.align ?? 1, op.vcpu ?? 0);
+        r = domain.allocate(op.size, op.align ?? 1, op.vcpu ?? 0, op.at_cycles);
         if (r.ok) {
           live[i] = r.address;
           madeBy.set(r.address, i);
         }
       } else if (op.op === "free") {
         const address = target(op, i);
-        r = domain.free(address, op.vcpu ?? 0);
+        r = domain.free(address, op.vcpu ?? 0, op.at_cycles);
         release(address);
       } else {
         const address = target(op, i);
-        r = domain.reallocate(address, op.size, op.align ?? 1, op.vcpu ?? 0);
+        r = domain.reallocate(address, op.size, op.align ?? 1, op.vcpu ?? 0, op.at_cycles);
         if (r.ok) {
           release(address);
           live[i] = r.address;
@@ -758,6 +760,7 @@ function runBatch(domain: Domain, ops: z.infer<typeof BatchBody>["ops"]) {
       causes[i] = r.cause;
       steps[i] = r.steps;
       cycles[i] = r.cycles;
+      lockWait[i] = r.lockWaitCycles;
       if (r.ok) served++;
     } catch (e) {
       if (e instanceof InvalidFreeError) {
@@ -767,7 +770,7 @@ function runBatch(domain: Domain, ops: z.infer<typeof BatchBody>["ops"]) {
       } else throw e;
     }
   }
-  return { count: n, served, addresses, causes, steps, cycles, errors };
+  return { count: n, served, addresses, causes, steps, cycles, lock_wait_cycles: lockWait, errors };
 }
 
 function queryInt(

@@ -37,6 +37,10 @@ const address = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).openapi({
   description: "a block's address as returned by alloc",
   example: 17592186048528,
 });
+const atCycles = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).openapi({
+  description: "the calling vCPU's virtual time in cycles: with it, lock wait is modelled " +
+    "(calls must come in the order of their times)",
+});
 const cause = z.enum(["quota", "exhaustion", "contiguity", "unservable"]);
 
 /** Path parameter `:id`. */
@@ -143,24 +147,53 @@ export const DomainBody = z.object({
     unservable: z.number(),
   }),
   steps: percentiles,
+  smp: z.object({
+    pool_lock: z.object({
+      acquisitions: z.number(),
+      contended: z.number(),
+      wait_cycles: z.number(),
+    }),
+    cache_line_transfers: z.number(),
+    false_sharing: z.object({
+      shared_lines: z.number(),
+      peak_shared_lines: z.number(),
+      events: z.number(),
+    }),
+    per_vcpu: z.array(z.object({
+      vcpu: z.number(),
+      ops: z.number(),
+      lock_wait_cycles: z.number(),
+      latency_cycles: percentiles,
+    })),
+  }).openapi({ description: "lock wait, cache-line transfers, false sharing, per-vCPU latency" }),
   latency_cycles: percentiles.openapi({
     description: "modelled cycles per operation (src/cost_model.ts)",
   }),
 }).openapi("Domain");
 
 /** POST /v1/domains/:id/alloc. */
-export const AllocBody = z.strictObject({ size, align: align.optional(), vcpu: vcpu.optional() })
+export const AllocBody = z.strictObject({
+  size,
+  align: align.optional(),
+  vcpu: vcpu.optional(),
+  at_cycles: atCycles.optional(),
+})
   .openapi(
     "Alloc",
   );
 /** POST /v1/domains/:id/free. */
-export const FreeBody = z.strictObject({ address, vcpu: vcpu.optional() }).openapi("Free");
+export const FreeBody = z.strictObject({
+  address,
+  vcpu: vcpu.optional(),
+  at_cycles: atCycles.optional(),
+}).openapi("Free");
 /** POST /v1/domains/:id/realloc. */
 export const ReallocBody = z.strictObject({
   address,
   size,
   align: align.optional(),
   vcpu: vcpu.optional(),
+  at_cycles: atCycles.optional(),
 })
   .openapi("Realloc");
 
@@ -171,11 +204,18 @@ export const OpResultBody = z.object({
   reserved_bytes: z.number().int().openapi({ description: "bytes usable at the address" }),
   cause: cause.nullable().openapi({ description: "why it was not served" }),
   steps: z.number().int(),
-  cycles: z.number().int().openapi({ description: "modelled cycles" }),
+  cycles: z.number().int().openapi({ description: "modelled cycles of the work" }),
+  lock_wait_cycles: z.number().openapi({ description: "cycles waited for locks (with at_cycles)" }),
 }).openapi("OpResult");
 
 const batchOp = z.discriminatedUnion("op", [
-  z.strictObject({ op: z.literal("alloc"), size, align: align.optional(), vcpu: vcpu.optional() }),
+  z.strictObject({
+    op: z.literal("alloc"),
+    size,
+    align: align.optional(),
+    vcpu: vcpu.optional(),
+    at_cycles: atCycles.optional(),
+  }),
   z.strictObject({
     op: z.literal("free"),
     address: address.optional(),
@@ -183,6 +223,7 @@ const batchOp = z.discriminatedUnion("op", [
       description: "index of an earlier alloc in this batch whose block to free",
     }),
     vcpu: vcpu.optional(),
+    at_cycles: atCycles.optional(),
   }),
   z.strictObject({
     op: z.literal("realloc"),
@@ -191,6 +232,7 @@ const batchOp = z.discriminatedUnion("op", [
     size,
     align: align.optional(),
     vcpu: vcpu.optional(),
+    at_cycles: atCycles.optional(),
   }),
 ]);
 
@@ -211,6 +253,7 @@ export const BatchResultBody = z.object({
   causes: z.array(cause.nullable()),
   steps: z.array(z.number().int()),
   cycles: z.array(z.number().int()),
+  lock_wait_cycles: z.array(z.number()),
   errors: z.array(z.object({ index: z.number().int(), code: z.string(), message: z.string() }))
     .openapi({
       description: "operations rejected (bad address, double free, bad ref): they changed nothing",
@@ -281,6 +324,7 @@ const isAlign = (v: unknown) =>
 const isVcpu = (v: unknown) => isInt(v, 0, VCPUS_MAX - 1);
 const isAddress = (v: unknown) => isInt(v, 1, Number.MAX_SAFE_INTEGER);
 const isRef = (v: unknown) => isInt(v, 0, Number.MAX_SAFE_INTEGER);
+const isCycles = (v: unknown) => isInt(v, 0, Number.MAX_SAFE_INTEGER);
 
 /** Keys `for...in` visits: what zod's strict check looks at. */
 function keyCount(o: object): number {
@@ -313,33 +357,36 @@ type Checked = Record<string, unknown> | undefined;
 function acceptAlloc(o: Record<string, unknown>, op: boolean): Checked {
   if (!isSize(o.size)) return undefined;
   const out: Record<string, unknown> = op ? { op: "alloc", size: o.size } : { size: o.size };
-  let a, v;
+  let a, v, t;
   if ((a = optional(o, "align", isAlign, out)) < 0) return undefined;
   if ((v = optional(o, "vcpu", isVcpu, out)) < 0) return undefined;
-  return keyCount(o) === (op ? 2 : 1) + a + v ? out : undefined;
+  if ((t = optional(o, "at_cycles", isCycles, out)) < 0) return undefined;
+  return keyCount(o) === (op ? 2 : 1) + a + v + t ? out : undefined;
 }
 
 /** `{address, vcpu?}`, or in a batch `{op, address?, ref?, vcpu?}`. */
 function acceptFree(o: Record<string, unknown>, op: boolean): Checked {
   const out: Record<string, unknown> = op ? { op: "free" } : {};
-  let d, r = 0, v;
+  let d, r = 0, v, t;
   if ((d = optional(o, "address", isAddress, out)) < 0 || (!op && d === 0)) return undefined;
   if (op && (r = optional(o, "ref", isRef, out)) < 0) return undefined;
   if ((v = optional(o, "vcpu", isVcpu, out)) < 0) return undefined;
-  return keyCount(o) === (op ? 1 : 0) + d + r + v ? out : undefined;
+  if ((t = optional(o, "at_cycles", isCycles, out)) < 0) return undefined;
+  return keyCount(o) === (op ? 1 : 0) + d + r + v + t ? out : undefined;
 }
 
 /** `{address, size, align?, vcpu?}`, or in a batch `{op, address?, ref?, size, ...}`. */
 function acceptRealloc(o: Record<string, unknown>, op: boolean): Checked {
   const out: Record<string, unknown> = op ? { op: "realloc" } : {};
-  let d, r = 0, a, v;
+  let d, r = 0, a, v, t;
   if ((d = optional(o, "address", isAddress, out)) < 0 || (!op && d === 0)) return undefined;
   if (op && (r = optional(o, "ref", isRef, out)) < 0) return undefined;
   if (!isSize(o.size)) return undefined;
   out.size = o.size;
   if ((a = optional(o, "align", isAlign, out)) < 0) return undefined;
   if ((v = optional(o, "vcpu", isVcpu, out)) < 0) return undefined;
-  return keyCount(o) === (op ? 2 : 1) + d + r + a + v ? out : undefined;
+  if ((t = optional(o, "at_cycles", isCycles, out)) < 0) return undefined;
+  return keyCount(o) === (op ? 2 : 1) + d + r + a + v + t ? out : undefined;
 }
 
 function acceptBatch(v: unknown): z.output<typeof BatchBody> | undefined {

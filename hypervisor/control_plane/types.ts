@@ -48,18 +48,27 @@ export interface OpResult {
   cause: AllocFailureCause | null;
   /** The engine's steps. */
   steps: number;
-  /** Modelled cycles. */
+  /** Modelled cycles of the work. */
   cycles: number;
+  /** Cycles waited for locks (with at_cycles). */
+  lock_wait_cycles: number;
 }
 
 /** One operation of a batch; free and realloc name their block by address or by ref. */
 export type BatchOp =
-  | { op: "alloc"; size: number; align?: number | undefined; vcpu?: number | undefined }
+  | {
+    op: "alloc";
+    size: number;
+    align?: number | undefined;
+    vcpu?: number | undefined;
+    at_cycles?: number | undefined;
+  }
   | {
     op: "free";
     address?: number | undefined;
     ref?: number | undefined;
     vcpu?: number | undefined;
+    at_cycles?: number | undefined;
   }
   | {
     op: "realloc";
@@ -68,6 +77,7 @@ export type BatchOp =
     size: number;
     align?: number | undefined;
     vcpu?: number | undefined;
+    at_cycles?: number | undefined;
   };
 
 /** Per-operation results of a batch, column by column (index i is op i). */
@@ -84,6 +94,8 @@ export interface BatchResult {
   steps: number[];
   /** Modelled cycles of each op. */
   cycles: number[];
+  /** Cycles each op waited for locks. */
+  lock_wait_cycles: number[];
   /** Operations rejected (bad address, double free, bad ref): they changed nothing. */
   errors: { index: number; code: string; message: string }[];
 }

@@ -173,6 +173,11 @@ export class SlubShared {
   readonly stepTotals = new Float64Array(SLUB_STEP_KINDS.length);
   /** Steps of the call in progress. */
   callSteps = 0;
+  /**
+   * Whether the call in progress touched state all CPUs share: the node partial list
+   * (`n->list_lock`), a new or discarded slab, or another CPU's slab.
+   */
+  callShared = false;
   /** Pages in slabs. */
   poolPages = 0;
   /** allocate_slab() fallbacks to `s->min` that succeeded (Linux's ORDER_FALLBACK). */
@@ -187,6 +192,7 @@ export class SlubShared {
   step(kind: number): void {
     this.callSteps++;
     this.stepTotals[kind]!++;
+    if (kind >= STEP_NODE_PARTIAL_TAKE) this.callShared = true; // node list, new slab, discard
   }
 
   /** 2^order pages, or -1 with {@link failureCause} set (also for orders the machine lacks). */
@@ -297,7 +303,8 @@ export class KmemCache {
       this.cpuFreelist[cpu] = object;
       return;
     }
-    // __slab_free()
+    // __slab_free(): the slab's freelist is shared with whichever CPU holds the slab
+    this.#sh.callShared = true;
     const prior = sl.freelist[slab]!;
     this.objNext[at] = prior;
     sl.freelist[slab] = object;

@@ -50,6 +50,8 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
   readonly maxAlignBytes: number = 2 ** 30;
   lastSteps = 0;
   lastFailureCause: AllocFailureCause | null = null;
+  /** One pool, one `pool->lock`: every call that reaches the pool takes it. */
+  lastSharedAccess = false;
 
   protected readonly source: PageSource;
   protected readonly cpuCount: number;
@@ -101,6 +103,7 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
     } else {
       this.lastSteps = 0;
     }
+    this.lastSharedAccess = this.lastSteps > 0; // the pool was searched: pool->lock
     if (address === 0) {
       this.#failedAllocCount++;
       this.lastFailureCause = this.source.lastFailureCause ?? "unservable";
@@ -114,6 +117,7 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
     assertAllocArgs(1, 1, cpu, this.cpuCount);
     if (address === 0) { // xfree(NULL) / kfree(NULL): nothing to do
       this.lastSteps = 0;
+      this.lastSharedAccess = false;
       return;
     }
     const kind = this.#resolve(address);
@@ -127,6 +131,7 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
     }
     this.#freeCount++;
     this.lastSteps = this.pool?.steps ?? 0;
+    this.lastSharedAccess = kind !== "whole"; // xmem_pool_free() takes pool->lock
   }
 
   /** `_xrealloc()`: in place when the current block is big enough, else move. */
@@ -139,6 +144,7 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
       if (sizeBytes <= this.wholeUsableBytes(this.#resolvedFrame) && address % align === 0) {
         this.lastSteps = 0;
         this.lastFailureCause = null;
+        this.lastSharedAccess = false;
         return address;
       }
     } else {
@@ -153,11 +159,13 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
         const pad = pool.addPadding(h, align);
         this.lastSteps = 0;
         this.lastFailureCause = null;
+        this.lastSharedAccess = false;
         return pool.payloadAddress(h) + pad;
       }
     }
     const moved = reallocateByMoving(this, address, sizeBytes, alignBytes, cpu);
     this.lastSteps = moved.steps;
+    this.lastSharedAccess = moved.shared;
     return moved.address;
   }
 

@@ -180,6 +180,12 @@ export interface XmallocEngine {
   readonly lastSteps: number;
   /** Why the last failed allocation failed (null after a success). */
   readonly lastFailureCause: AllocFailureCause | null;
+  /**
+   * Whether the last call touched state every CPU of the pool shares, under the pool's
+   * lock (Xen's `pool->lock` / `freelist_lock`, SLUB's `n->list_lock` or another CPU's
+   * slab). Per-CPU fast paths do not; it is what makes vCPUs wait for each other.
+   */
+  readonly lastSharedAccess: boolean;
 
   /**
    * Allocate `sizeBytes` bytes aligned to `alignBytes`.
@@ -286,8 +292,8 @@ export function assertAllocArgs(
  * the new block, then free the old one (the model has no bytes to copy). Shared by
  * every engine.
  *
- * @returns the new address (0 if it cannot be served: the old block stays) and the
- *   steps of both calls
+ * @returns the new address (0 if it cannot be served: the old block stays), the steps
+ *   of both calls, and whether either touched the pool's shared state
  */
 export function reallocateByMoving(
   engine: XmallocEngine,
@@ -295,10 +301,15 @@ export function reallocateByMoving(
   sizeBytes: number,
   alignBytes: number,
   cpu: number,
-): { address: number; steps: number } {
+): { address: number; steps: number; shared: boolean } {
   const moved = engine.allocate(sizeBytes, alignBytes, cpu);
   const allocSteps = engine.lastSteps;
-  if (moved === 0) return { address: 0, steps: allocSteps };
+  const allocShared = engine.lastSharedAccess;
+  if (moved === 0) return { address: 0, steps: allocSteps, shared: allocShared };
   engine.free(address, cpu);
-  return { address: moved, steps: allocSteps + engine.lastSteps };
+  return {
+    address: moved,
+    steps: allocSteps + engine.lastSteps,
+    shared: allocShared || engine.lastSharedAccess,
+  };
 }

@@ -80,6 +80,8 @@ export class FirstFitEngine implements XmallocEngine {
   readonly maxAlignBytes = XMALLOC_HDR_BYTES;
   lastSteps = 0;
   lastFailureCause: AllocFailureCause | null = null;
+  /** Whether the last call took `freelist_lock` (whole-page calls do not). */
+  lastSharedAccess = false;
 
   readonly #source: PageSource;
   readonly #cpuCount: number;
@@ -124,6 +126,7 @@ export class FirstFitEngine implements XmallocEngine {
     const address = block >= PAGE_SIZE_BYTES
       ? this.#wholePagesAlloc(block)
       : this.#listAlloc(block);
+    this.lastSharedAccess = block < PAGE_SIZE_BYTES;
     if (address === 0) {
       this.#failedAllocCount++;
       this.lastFailureCause = this.#source.lastFailureCause ?? "unservable";
@@ -138,12 +141,16 @@ export class FirstFitEngine implements XmallocEngine {
     assertAllocArgs(1, 1, cpu, this.#cpuCount);
     if (address === 0) { // xfree(NULL) / kfree(NULL): nothing to do
       this.lastSteps = 0;
+      this.lastSharedAccess = false;
       return;
     }
     if (this.#resolve(address) === "whole") {
       this.#wholePagesFree(this.#resolvedFrame);
       this.lastSteps = 0;
+      this.lastSharedAccess = false;
     } else {
+      // "Big allocs free directly", before spin_lock(&freelist_lock)
+      this.lastSharedAccess = this.#blockBytes[this.#resolvedHeader]! < PAGE_SIZE_BYTES;
       this.#listFree(this.#resolvedHeader);
     }
     this.#freeCount++;
@@ -156,10 +163,12 @@ export class FirstFitEngine implements XmallocEngine {
     if (sizeBytes <= this.usableSize(address)) {
       this.lastSteps = 0;
       this.lastFailureCause = null;
+      this.lastSharedAccess = false;
       return address;
     }
     const moved = reallocateByMoving(this, address, sizeBytes, alignBytes, cpu);
     this.lastSteps = moved.steps;
+    this.lastSharedAccess = moved.shared;
     return moved.address;
   }
 

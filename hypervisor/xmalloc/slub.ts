@@ -225,6 +225,14 @@ export class SlubEngine implements XmallocEngine {
   }
 
   /**
+   * Whether the last call left the per-CPU fast path for state all CPUs share: the
+   * node partial list (`n->list_lock`), a new or discarded slab, or another CPU's slab.
+   */
+  get lastSharedAccess(): boolean {
+    return this.#sh.callShared;
+  }
+
+  /**
    * `kmalloc(size)` on `cpu`: an object of the cache `size` maps to, or for more than
    * 8 KiB a block of 2^get_order(size) pages.
    */
@@ -232,6 +240,7 @@ export class SlubEngine implements XmallocEngine {
     assertAllocArgs(sizeBytes, alignBytes, cpu, this.cpuCount, this.maxAlignBytes);
     const sh = this.#sh;
     sh.callSteps = 0;
+    sh.callShared = false;
     sh.failureCause = null;
     const index = alignBytes <= KMALLOC_MIN_SIZE_BYTES
       ? kmallocCacheIndex(sizeBytes)
@@ -265,6 +274,7 @@ export class SlubEngine implements XmallocEngine {
     assertAllocArgs(1, 1, cpu, this.cpuCount);
     if (address === 0) { // xfree(NULL) / kfree(NULL): nothing to do
       this.#lastSteps = 0;
+      this.#sh.callShared = false;
       return;
     }
     const slab = this.#slabAt(address);
@@ -272,6 +282,7 @@ export class SlubEngine implements XmallocEngine {
       const cache = this.#caches[this.#sh.slabs.cache[slab]!]!;
       const object = this.#objectAt(cache, slab, address);
       this.#sh.callSteps = 0;
+      this.#sh.callShared = false;
       cache.free(cpu, slab, object);
       this.#lastSteps = this.#sh.callSteps;
       this.#liveReservedBytes -= cache.size;
@@ -285,6 +296,7 @@ export class SlubEngine implements XmallocEngine {
       this.#wholePages -= 2 ** order;
       this.#liveReservedBytes -= PAGE_SIZE_BYTES * 2 ** order;
       this.#lastSteps = 0;
+      this.#sh.callShared = false;
     }
     this.#freeCount++;
   }
@@ -292,8 +304,8 @@ export class SlubEngine implements XmallocEngine {
   /**
    * `krealloc()`: in place while `sizeBytes` fits the object's size (ksize) and the
    * address meets `alignBytes`, else allocate, copy, free (mm/slab_common.c
-   * __do_krealloc(): never shrinks to a smaller cache). Address 0 is not a block here
-   * (unlike `krealloc(NULL, ...)`): every engine of this interface rejects it.
+   * __do_krealloc(): never shrinks to a smaller cache). Address 0 allocates, as
+   * `krealloc(NULL, ...)`.
    */
   reallocate(address: number, sizeBytes: number, alignBytes = 1, cpu = 0): number {
     assertAllocArgs(sizeBytes, alignBytes, cpu, this.cpuCount, this.maxAlignBytes);
@@ -301,10 +313,12 @@ export class SlubEngine implements XmallocEngine {
     if (sizeBytes <= this.usableSize(address) && address % alignBytes === 0) {
       this.#lastSteps = 0;
       this.#lastFailureCause = null;
+      this.#sh.callShared = false;
       return address;
     }
     const moved = reallocateByMoving(this, address, sizeBytes, alignBytes, cpu);
     this.#lastSteps = moved.steps;
+    this.#sh.callShared = moved.shared;
     return moved.address;
   }
 
@@ -429,6 +443,7 @@ export class SlubEngine implements XmallocEngine {
   shrink(): void {
     const sh = this.#sh;
     sh.callSteps = 0;
+    sh.callShared = false;
     for (const cache of this.#caches) cache.shrink();
     this.#lastSteps = sh.callSteps;
   }

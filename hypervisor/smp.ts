@@ -1,0 +1,229 @@
+/**
+ * What several vCPUs cost a pool: lock wait on virtual time, cache-line transfers, and
+ * false sharing. One {@link SmpAccounting} per domain pool; the machine's page
+ * allocator has one heap lock for every domain (Xen's `heap_lock`).
+ *
+ * - **Pool lock**: a call that touches the pool's shared state
+ *   (`XmallocEngine.lastSharedAccess`) holds the pool's lock for its whole modelled
+ *   cost; a vCPU that comes while another holds it waits (lock wait). Per-CPU fast
+ *   paths (SLUB's) take no lock and never wait.
+ * - **Heap lock**: page-allocator calls hold the machine-wide heap lock for their cost.
+ * - **Cache-line transfer**: a call that touches the pool's shared state after another
+ *   vCPU did pulls the lock's and list heads' lines from that vCPU's cache.
+ * - **False sharing**: a 64-byte line holding live objects of two or more vCPUs (what
+ *   Hoard's cache-thrash and cache-scratch expose). Only the first and the last line
+ *   of a block can hold another object, so those are the lines tracked.
+ *
+ * Lock wait needs the vCPU's virtual time (`atCycles`); without it calls are costed but
+ * never wait. Calls must come in the order of their virtual start times.
+ *
+ * @module
+ */
+
+import {
+  CACHE_LINE_TRANSFER_CYCLES,
+  modelledCycles,
+  PAGE_ALLOCATOR_CALL_CYCLES,
+} from "../src/cost_model.ts";
+import { IntegerHistogram, roundTo } from "../src/stats.ts";
+import { CACHE_LINE_BYTES } from "../src/units.ts";
+import { VirtualLock } from "../src/virtual_lock.ts";
+
+if (CACHE_LINE_TRANSFER_CYCLES <= 0) throw new Error("SMP: a line transfer must cost something");
+
+/** Cost and wait of one call. */
+export interface SmpCost {
+  /** Modelled cycles of the work (steps, page calls, line transfers). */
+  cycles: number;
+  /** Cycles spent waiting for the pool lock and the heap lock. */
+  lockWaitCycles: number;
+}
+
+/** Percentiles of a distribution of integers. */
+export interface SmpPercentiles {
+  /** Median. */
+  p50: number;
+  /** 99th percentile. */
+  p99: number;
+  /** 99.9th percentile. */
+  p999: number;
+  /** Largest. */
+  max: number;
+  /** Mean, 3 decimals. */
+  mean: number;
+}
+
+/** SMP figures of one pool. */
+export interface SmpStats {
+  /** The pool lock: acquisitions, how many waited, cycles waited in all. */
+  pool_lock: { acquisitions: number; contended: number; wait_cycles: number };
+  /** Cache lines pulled from another vCPU's cache. */
+  cache_line_transfers: number;
+  /** Lines holding live objects of two or more vCPUs: now, at most, and allocations that made one. */
+  false_sharing: { shared_lines: number; peak_shared_lines: number; events: number };
+  /** Per vCPU: calls, cycles waited for locks, latency (work + wait) percentiles. */
+  per_vcpu: {
+    vcpu: number;
+    ops: number;
+    lock_wait_cycles: number;
+    latency_cycles: SmpPercentiles;
+  }[];
+}
+
+function percentiles(h: IntegerHistogram): SmpPercentiles {
+  return {
+    p50: h.percentile(0.5),
+    p99: h.percentile(0.99),
+    p999: h.percentile(0.999),
+    max: h.max,
+    mean: roundTo(h.mean, 3),
+  };
+}
+
+/** Lines holding live objects of several vCPUs. */
+class FalseSharing {
+  // line -> [vcpu, count, vcpu, count, ...] of the live objects touching it
+  readonly #lines = new Map<number, number[]>();
+  sharedLines = 0;
+  peakSharedLines = 0;
+  events = 0;
+
+  add(address: number, bytes: number, vcpu: number): void {
+    const first = Math.floor(address / CACHE_LINE_BYTES);
+    const last = Math.floor((address + Math.max(bytes, 1) - 1) / CACHE_LINE_BYTES);
+    if (this.#addLine(first, vcpu) | (last !== first ? this.#addLine(last, vcpu) : 0)) {
+      this.events++;
+    }
+  }
+
+  remove(address: number, bytes: number, vcpu: number): void {
+    const first = Math.floor(address / CACHE_LINE_BYTES);
+    const last = Math.floor((address + Math.max(bytes, 1) - 1) / CACHE_LINE_BYTES);
+    this.#removeLine(first, vcpu);
+    if (last !== first) this.#removeLine(last, vcpu);
+  }
+
+  /** Returns 1 if the line now holds another vCPU's object too. */
+  #addLine(line: number, vcpu: number): number {
+    const owners = this.#lines.get(line);
+    if (owners === undefined) {
+      this.#lines.set(line, [vcpu, 1]);
+      return 0;
+    }
+    for (let i = 0; i < owners.length; i += 2) {
+      if (owners[i] === vcpu) {
+        owners[i + 1]!++;
+        return owners.length > 2 ? 1 : 0;
+      }
+    }
+    owners.push(vcpu, 1);
+    if (owners.length === 4) {
+      this.sharedLines++;
+      if (this.sharedLines > this.peakSharedLines) this.peakSharedLines = this.sharedLines;
+    }
+    return 1;
+  }
+
+  #removeLine(line: number, vcpu: number): void {
+    const owners = this.#lines.get(line);
+    if (owners === undefined) return;
+    for (let i = 0; i < owners.length; i += 2) {
+      if (owners[i] !== vcpu) continue;
+      if (--owners[i + 1]! === 0) {
+        owners.splice(i, 2);
+        if (owners.length === 2) this.sharedLines--;
+        if (owners.length === 0) this.#lines.delete(line);
+      }
+      return;
+    }
+  }
+}
+
+/** The SMP accounting of one pool. */
+export class SmpAccounting {
+  readonly #poolLock = new VirtualLock();
+  readonly #heapLock: VirtualLock;
+  readonly #ops: Float64Array;
+  readonly #lockWait: Float64Array;
+  readonly #latency: IntegerHistogram[];
+  readonly #falseSharing = new FalseSharing();
+  #lastSharedVcpu = -1;
+  #transfers = 0;
+
+  /**
+   * @param vcpus vCPUs of the pool
+   * @param heapLock the machine's heap lock, shared by every pool
+   */
+  constructor(vcpus: number, heapLock: VirtualLock) {
+    this.#heapLock = heapLock;
+    this.#ops = new Float64Array(vcpus);
+    this.#lockWait = new Float64Array(vcpus);
+    this.#latency = Array.from({ length: vcpus }, () => new IntegerHistogram());
+  }
+
+  /**
+   * Cost one call of `vcpu` that started at virtual cycle `atCycles` (undefined: no
+   * waiting is modelled), did `steps`, made `pageCalls` page-allocator calls, and
+   * touched the pool's shared state or not.
+   */
+  account(
+    vcpu: number,
+    atCycles: number | undefined,
+    steps: number,
+    pageCalls: number,
+    shared: boolean,
+  ): SmpCost {
+    let transfers = 0;
+    if (shared) {
+      if (this.#lastSharedVcpu >= 0 && this.#lastSharedVcpu !== vcpu) transfers = 1;
+      this.#lastSharedVcpu = vcpu;
+    }
+    this.#transfers += transfers;
+    const cycles = modelledCycles(steps, pageCalls, transfers);
+    let wait = 0;
+    if (atCycles !== undefined) {
+      if (shared) wait += this.#poolLock.acquire(atCycles, cycles);
+      if (pageCalls > 0) {
+        wait += this.#heapLock.acquire(atCycles + wait, pageCalls * PAGE_ALLOCATOR_CALL_CYCLES);
+      }
+    }
+    this.#ops[vcpu]!++;
+    this.#lockWait[vcpu]! += wait;
+    this.#latency[vcpu]!.add(cycles + wait);
+    return { cycles, lockWaitCycles: wait };
+  }
+
+  /** A block of `bytes` at `address` became live for `vcpu`. */
+  blockLive(address: number, bytes: number, vcpu: number): void {
+    this.#falseSharing.add(address, bytes, vcpu);
+  }
+
+  /** The block of `bytes` at `address`, live for `vcpu`, was freed. */
+  blockFreed(address: number, bytes: number, vcpu: number): void {
+    this.#falseSharing.remove(address, bytes, vcpu);
+  }
+
+  /** Figures now. */
+  stats(): SmpStats {
+    const fs = this.#falseSharing;
+    return {
+      pool_lock: {
+        acquisitions: this.#poolLock.acquisitions,
+        contended: this.#poolLock.contended,
+        wait_cycles: this.#poolLock.waitCycles,
+      },
+      cache_line_transfers: this.#transfers,
+      false_sharing: {
+        shared_lines: fs.sharedLines,
+        peak_shared_lines: fs.peakSharedLines,
+        events: fs.events,
+      },
+      per_vcpu: this.#latency.map((h, vcpu) => ({
+        vcpu,
+        ops: this.#ops[vcpu]!,
+        lock_wait_cycles: this.#lockWait[vcpu]!,
+        latency_cycles: percentiles(h),
+      })),
+    };
+  }
+}
