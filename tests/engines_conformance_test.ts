@@ -29,6 +29,9 @@ const OPTIONS: Readonly<Record<string, ConformanceOptions>> = {
   "tlsf-2008": { refuses: tlsf2008Refuses },
   // Linux keeps empty slabs on per-CPU and node partial lists until kmem_cache_shrink().
   "slub": { cachesEmptyPages: true },
+  // bbuddy never gives memory back (ukalloc has addmem, no removemem): a region stays
+  // when its last block is freed, until shrink() returns the wholly free ones.
+  "buddy": { cachesEmptyPages: true },
 };
 
 Deno.test("the registry lists engines under unique names", () => {

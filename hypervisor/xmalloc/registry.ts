@@ -5,6 +5,7 @@
  * @module
  */
 
+import { buddyEngine } from "./buddy.ts";
 import type { EngineDescriptor } from "./engine.ts";
 import { firstFitEngine } from "./first_fit.ts";
 import { slubEngine } from "./slub.ts";
@@ -17,6 +18,7 @@ export const ENGINES: readonly EngineDescriptor[] = [
   tlsf2008Engine,
   tlsfEngine,
   slubEngine,
+  buddyEngine,
 ];
 
 /** Names of every engine. */

@@ -298,7 +298,12 @@ function renderComparison(r: CompareResult, timedReps: number): string[] {
   out.push(
     "first-fit list nodes visited; TLSF bitmap searches and list operations; SLUB freelist and",
   );
-  out.push("partial-list operations. Compare how steps grow, not their values across engines.");
+  out.push(
+    "partial-list operations; buddy free lists searched, list operations, buddy tests, bitmap",
+  );
+  out.push(
+    "words and memr nodes. Compare how steps grow, not their values across engines.",
+  );
   out.push(renderTable(header, rows((x) => x.max_steps, (v, x) => `${v} (${x.p99_steps})`, false)));
   if (r.results.some((x) => x.failures > 0)) {
     out.push("");
