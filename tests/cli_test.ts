@@ -36,8 +36,8 @@ Deno.test("cli: bad flags exit 2 and say what is wrong", async (t) => {
     [["--seed=-3"], /Invalid --seed "-3"/],
     [["--seed", "1.5"], /Invalid --seed "1.5"/],
     [["--engines", "tlsf,nope"], /Unknown engine "nope": expected one of/],
-    [["--workloads", ""], /Invalid --workloads: empty list/],
-    [["--scale", "0"], /Invalid --scale "0"/],
+    [["compare", "--workloads", ""], /Invalid --workloads: empty list/],
+    [["compare", "--scale", "0"], /Invalid --scale "0"/],
     [["--machine-mib", "0"], /Invalid --machine-mib "0"/],
     [["--frobnicate"], /Unknown option '--frobnicate'/],
     [["explode"], /Unknown command "explode"/],
@@ -101,6 +101,7 @@ Deno.test("cli: replay --json gives the reference figures", async () => {
 
 Deno.test("cli: same seed and flags give byte-identical output; another seed differs", async () => {
   const args = [
+    "compare",
     "--workloads",
     "compcache,frag-ramp",
     "--scale",
@@ -159,4 +160,22 @@ Deno.test("cli: trace prints a workload that replay accepts", async () => {
   );
   assert.equal(replay.code, 0, replay.stderr);
   assert.equal(JSON.parse(replay.stdout).end_pages, 0);
+});
+
+Deno.test("cli: the default scenario command is deterministic with --no-timing and prints its seed first", async () => {
+  const args = ["--engines", "tlsf,slub", "--no-timing", "--seed", "9"];
+  const a = await sim(...args);
+  const b = await sim(...args);
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(a.stdout, b.stdout);
+  assert.match(a.stdout, /^seed=9 {2}scenario=multi-tenant/);
+  for (const heading of ["Footprint", "Latency", "Lock wait", "False sharing"]) {
+    assert.ok(a.stdout.includes(heading), heading);
+  }
+  const printed = await sim("--print-scenario");
+  assert.equal(printed.code, 0);
+  assert.equal(JSON.parse(printed.stdout).name, "multi-tenant");
+  const bad = await sim("--scenario", "/nonexistent.json");
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /Cannot read scenario/);
 });

@@ -30,6 +30,14 @@ import {
 import { assertMachineBytes } from "../../hypervisor/hypervisor.ts";
 import { ENGINE_NAMES, ENGINES } from "../../hypervisor/xmalloc/registry.ts";
 import { WORKLOAD_NAMES, workloadDescriptor, WORKLOADS } from "../../guests/workloads.ts";
+import {
+  DEFAULT_SCENARIO,
+  parseScenario,
+  runScenario,
+  type Scenario,
+} from "../../guests/scenario.ts";
+import type { FetchLike } from "../../guests/client.ts";
+import { renderScenario } from "./_scenario_render.ts";
 
 /** Default seed of every run. */
 export const DEFAULT_SEED = 42;
@@ -42,8 +50,11 @@ const SCALE_MAX = 100;
 const USAGE = `heapvisor sim: compare hypervisor memory allocators (xmalloc engines) on evidence
 
 Usage:
-  deno task sim [compare] [options]      every engine on every built-in workload, plus the
-                                         near-page wastage curve (the default)
+  deno task sim [scenario] [options]     guests with SMP vCPUs asking one hypervisor for
+                                         memory through its control plane, once per engine
+                                         (the default: a multi-tenant scenario)
+  deno task sim compare [options]        every engine on every single-CPU built-in workload,
+                                         plus the near-page wastage curve
   deno task sim replay --engine NAME --trace FILE [options]
                                          replay a trace file on a fresh hypervisor
   deno task sim curve [options]          the near-page wastage curve only
@@ -51,6 +62,16 @@ Usage:
                                          print a built-in workload as a trace file
   deno task sim engines [--json]         list the engines and what they model
   deno task sim workloads [--json]       list the built-in workloads
+
+Options of scenario:
+  --scenario FILE     a scenario JSON file (default: the built-in multi-tenant scenario;
+                      --print-scenario shows it as a starting point)
+  --seed N            seed of the run (default: the scenario's, 42)
+  --engines A,B       engines (default: the scenario's, all)
+  --machine-mib N     machine memory in MiB (default: the scenario's, 1024)
+  --listen            send every request over a real loopback socket instead of in process
+  --print-scenario    print the scenario as JSON and exit
+  --no-timing, --json, --quiet   as for compare
 
 Options of compare:
   --seed N            seed of the run, 0..${SEED_MAX} (default ${DEFAULT_SEED}); printed first
@@ -106,6 +127,9 @@ const OPTIONS = {
   "no-curve": { type: "boolean" },
   json: { type: "boolean" },
   quiet: { type: "boolean" },
+  scenario: { type: "string" },
+  listen: { type: "boolean" },
+  "print-scenario": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -368,6 +392,84 @@ function renderCurve(
   return out;
 }
 
+// -- scenario -----------------------------------------------------------------------
+
+async function scenarioCommand(flags: Flags, out: string[]): Promise<void> {
+  allowOnly(flags, "scenario", [
+    "scenario",
+    "seed",
+    "engines",
+    "machine-mib",
+    "listen",
+    "print-scenario",
+    "no-timing",
+    "json",
+    "quiet",
+  ]);
+  let scenario: Scenario = DEFAULT_SCENARIO;
+  if (flags.scenario !== undefined) {
+    const path = userPath(flags.scenario);
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(path);
+    } catch (e) {
+      throw new UsageError(`Cannot read scenario ${path}: ${(e as Error).message}`);
+    }
+    scenario = parseScenario(text, flags.scenario);
+  }
+  scenario = {
+    ...scenario,
+    seed: intFlag(flags, "seed", scenario.seed, 0, SEED_MAX),
+    engines: listFlag(flags.engines, ENGINE_NAMES, "engines") ?? scenario.engines,
+    machine_mib: flags["machine-mib"] === undefined
+      ? scenario.machine_mib
+      : machineBytesFlag(flags) / MiB(1),
+  };
+  if (flags["print-scenario"]) {
+    out.push(JSON.stringify(scenario, null, 2));
+    return;
+  }
+  const timing = !flags["no-timing"];
+  if (!flags.json) {
+    out.push(
+      `seed=${scenario.seed}  scenario=${scenario.name}  engines=${
+        scenario.engines.join(",")
+      }  machine=${scenario.machine_mib} MiB${flags.listen ? "  transport=loopback socket" : ""}`,
+    );
+    const guests = scenario.guests.map((g) =>
+      `${g.name}: ${g.vcpus} vCPUs, ${g.workload}, max_pages ${g.max_pages}`
+    );
+    out.push(`guests: ${guests.join("; ")}`);
+    flush(out);
+  }
+  const onProgress = progressReporter(flags);
+  const result = await runScenario(scenario, {
+    timing,
+    ...(onProgress ? { onProgress } : {}),
+    ...(flags.listen ? { transport: serveOnLoopback } : {}),
+  });
+  onProgress?.(1, 1, "done");
+  if (flags.json) out.push(JSON.stringify(result, null, 2));
+  else out.push(...renderScenario(result, timing));
+}
+
+/** Serve `app` on a free loopback port; requests go over the socket. */
+async function serveOnLoopback(app: { fetch: FetchLike }) {
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (r) => app.fetch(r),
+  );
+  const baseUrl = `http://127.0.0.1:${server.addr.port}`;
+  await Promise.resolve();
+  return {
+    send: (r: Request) => fetch(r),
+    baseUrl,
+    close: async () => {
+      await server.shutdown();
+    },
+  };
+}
+
 // -- replay -------------------------------------------------------------------------
 
 function readTrace(path: string): { text: string; name: string; source: string } {
@@ -543,7 +645,7 @@ function flush(out: string[]): void {
  * command has fully succeeded (apart from the compare header, printed at the start
  * once every flag has been checked).
  */
-export function main(args: string[]): number {
+export async function main(args: string[]): Promise<number> {
   const out: string[] = [];
   try {
     const { values: flags, positionals } = parseFlags(args[0] === "--" ? args.slice(1) : args);
@@ -553,8 +655,9 @@ export function main(args: string[]): number {
       return 0;
     }
     if (positionals.length > 1) throw new UsageError(`Unexpected argument "${positionals[1]}"`);
-    const command = positionals[0] ?? "compare";
-    const commands: Record<string, (f: Flags, o: string[]) => void> = {
+    const command = positionals[0] ?? "scenario";
+    const commands: Record<string, (f: Flags, o: string[]) => void | Promise<void>> = {
+      scenario: scenarioCommand,
       compare,
       replay,
       curve,
@@ -568,7 +671,7 @@ export function main(args: string[]): number {
         `Unknown command "${command}": expected one of ${Object.keys(commands).join(", ")}`,
       );
     }
-    run(flags, out);
+    await run(flags, out);
     flush(out);
     return 0;
   } catch (e) {
@@ -586,4 +689,4 @@ export function main(args: string[]): number {
   }
 }
 
-if (import.meta.main) Deno.exit(main(Deno.args));
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,115 @@
+/**
+ * Text tables of a scenario run: one row per guest, one column per engine.
+ *
+ * @module
+ */
+
+import { type Cell, renderTable } from "../table.ts";
+import type { GuestResult, ScenarioResult } from "../../guests/scenario.ts";
+
+/** Render `r` as the tables `deno task sim` prints. */
+export function renderScenario(r: ScenarioResult, timing: boolean): string[] {
+  const out: string[] = [];
+  const header = ["guest", ...r.engines];
+  const rows = (cell: (g: GuestResult) => string, rank?: (g: GuestResult) => number): Cell[][] =>
+    r.guests.map((spec, i) => {
+      const results = r.runs.map((run) => run.guests[i]!);
+      const failed = results.map((g) => Object.values(g.failures).some((n) => n > 0));
+      const values = rank ? results.map(rank) : [];
+      const eligible = values.filter((_, j) => !failed[j]);
+      const best = Math.min(...eligible);
+      const several = rank !== undefined && new Set(eligible).size > 1;
+      return [
+        `${spec.name} (${spec.workload}, ${spec.vcpus} vCPU${spec.vcpus > 1 ? "s" : ""})`,
+        ...results.map((g, j) => {
+          const mark = failed[j] ? " !" : several && values[j] === best ? " *" : "  ";
+          return cell(g) + mark;
+        }),
+      ];
+    });
+  out.push("");
+  out.push(
+    "Footprint: peak pages held by the guest's pool (overhead = pages x 4 KiB / peak live requested bytes)",
+  );
+  out.push(
+    renderTable(
+      header,
+      rows((g) => `${g.peak_pages} (${g.overhead_ratio.toFixed(2)}x)`, (g) => g.peak_pages),
+    ),
+  );
+  if (r.runs.some((run) => run.guests.some((g) => Object.values(g.failures).some((n) => n > 0)))) {
+    out.push("");
+    out.push("Failures: allocations not served (quota / exhaustion / contiguity / unservable)");
+    out.push(renderTable(
+      header,
+      rows((g) => {
+        const f = g.failures;
+        return `${
+          f.quota + f.exhaustion + f.contiguity + f.unservable
+        } (${f.quota}/${f.exhaustion}/${f.contiguity}/${f.unservable})`;
+      }),
+    ));
+  }
+  out.push("");
+  out.push(
+    "Latency: modelled cycles per call as the vCPU sees it, lock wait included: p50 / p99 / max",
+  );
+  out.push(renderTable(
+    header,
+    rows(
+      (g) => `${g.latency_cycles.p50} / ${g.latency_cycles.p99} / ${g.latency_cycles.max}`,
+      (g) => g.latency_cycles.p99,
+    ),
+  ));
+  out.push("");
+  out.push(
+    "Lock wait: cycles all vCPUs waited for the pool and heap locks (contended pool-lock takes)",
+  );
+  out.push(
+    renderTable(
+      header,
+      rows((g) => `${g.lock_wait_cycles} (${g.lock_contended})`, (g) => g.lock_wait_cycles),
+    ),
+  );
+  out.push("");
+  out.push(
+    "False sharing: most 64-byte lines holding live objects of two vCPUs at once (allocations that made one)",
+  );
+  out.push(renderTable(
+    header,
+    rows(
+      (g) => `${g.false_sharing_peak_lines} (${g.false_sharing_events})`,
+      (g) => g.false_sharing_peak_lines,
+    ),
+  ));
+  out.push("");
+  out.push(
+    "Cache-line transfers of the pool's shared state, and the makespan (the last vCPU's clock, cycles)",
+  );
+  out.push(
+    renderTable(
+      header,
+      rows((g) => `${g.cache_line_transfers}, ${g.makespan_cycles}`, (g) => g.makespan_cycles),
+    ),
+  );
+  if (timing) {
+    out.push("");
+    out.push(
+      "Host time: wall-clock ns per allocator call, control-plane request included (this machine)",
+    );
+    out.push(
+      renderTable(["", ...r.engines], [[
+        "all guests",
+        ...r.runs.map((x) => x.host_ns_per_op ?? null),
+      ]]),
+    );
+  }
+  out.push("");
+  out.push(
+    "* = best in its row; ! = some allocations failed, so the engine served less and is not ranked.",
+  );
+  out.push(
+    "Cycles are modelled (src/cost_model.ts); the same seed and flags give the same figures.",
+  );
+  return out;
+}

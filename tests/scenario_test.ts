@@ -1,0 +1,138 @@
+/** Scenarios: guests' vCPUs on virtual time through the control plane. */
+
+import assert from "node:assert/strict";
+import {
+  parseScenario,
+  runScenario,
+  runScenarioOnEngine,
+  type Scenario,
+  ScenarioSchema,
+} from "../guests/scenario.ts";
+import type { FetchLike } from "../guests/client.ts";
+
+const scenario = (guests: unknown[], engines: string[], seed = 7): Scenario =>
+  ScenarioSchema.parse({ name: "test", seed, machine_mib: 256, engines, guests });
+
+Deno.test("scenario: same seed, byte-identical results; another seed differs", async () => {
+  const s = scenario([
+    { name: "a", vcpus: 2, max_pages: 4096, workload: "larson", scale: 0.2 },
+    { name: "b", vcpus: 1, max_pages: 4096, workload: "near-page", scale: 0.2 },
+  ], ["tlsf", "slub"]);
+  const one = JSON.stringify(await runScenario(s, { timing: false }));
+  const two = JSON.stringify(await runScenario(s, { timing: false }));
+  assert.equal(one, two);
+  const other = JSON.stringify(await runScenario({ ...s, seed: 8 }, { timing: false }));
+  assert.notEqual(one, other);
+});
+
+Deno.test("scenario: lock wait only where vCPUs share a lock", async () => {
+  // mstress: frequent calls from four vCPUs; tlsf has one pool lock, slub's fast path none.
+  const s = scenario([{ name: "t", vcpus: 4, max_pages: 65536, workload: "mstress", scale: 0.3 }], [
+    "tlsf",
+    "slub",
+  ]);
+  const r = await runScenario(s, { timing: false });
+  const tlsf = r.runs[0]!.guests[0]!;
+  const slub = r.runs[1]!.guests[0]!;
+  assert.ok(tlsf.lock_contended > 100, `tlsf contended ${tlsf.lock_contended} times`);
+  assert.ok(
+    slub.lock_wait_cycles * 5 < tlsf.lock_wait_cycles,
+    `slub ${slub.lock_wait_cycles}, tlsf ${tlsf.lock_wait_cycles}`,
+  );
+  // One vCPU never waits for anybody.
+  const solo = await runScenario(
+    scenario([{ name: "s", vcpus: 1, max_pages: 65536, workload: "mstress", scale: 0.3 }], [
+      "tlsf",
+    ]),
+    { timing: false },
+  );
+  assert.equal(solo.runs[0]!.guests[0]!.lock_wait_cycles, 0);
+  assert.equal(solo.runs[0]!.guests[0]!.lock_contended, 0);
+});
+
+Deno.test("scenario: cache-thrash shares lines under tlsf, not under first-fit's aligned headers or per-CPU slabs", async () => {
+  const s = scenario([{
+    name: "t",
+    vcpus: 4,
+    max_pages: 8192,
+    workload: "cache-thrash",
+    scale: 0.3,
+  }], [
+    "first-fit",
+    "tlsf",
+    "slub",
+  ]);
+  const r = await runScenario(s, { timing: false });
+  const [firstFit, tlsf, slub] = r.runs.map((run) => run.guests[0]!);
+  assert.ok(
+    tlsf!.false_sharing_events > 0,
+    "tlsf hands neighbouring 16-byte blocks to different vCPUs",
+  );
+  assert.ok(tlsf!.false_sharing_peak_lines > 0);
+  // Xen 3.3's struct xmalloc_hdr is __cacheline_aligned (128 bytes): blocks never share a line.
+  assert.equal(firstFit!.false_sharing_events, 0);
+  assert.equal(slub!.false_sharing_peak_lines, 0, "each vCPU allocates from its own slab");
+  assert.equal(slub!.false_sharing_events, 0);
+});
+
+Deno.test("scenario: in process and over a loopback socket give the same figures", async () => {
+  const s = scenario([{ name: "solo", vcpus: 1, max_pages: 4096, workload: "redis", scale: 0.1 }], [
+    "tlsf",
+  ]);
+  const inProcess = await runScenarioOnEngine(s, "tlsf", { timing: false });
+  const overSocket = await runScenarioOnEngine(s, "tlsf", {
+    timing: false,
+    transport: (app: { fetch: FetchLike }) => {
+      const server = Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+        (r) => app.fetch(r),
+      );
+      return Promise.resolve({
+        send: (r: Request) => fetch(r),
+        baseUrl: `http://127.0.0.1:${server.addr.port}`,
+        close: () => server.shutdown(),
+      });
+    },
+  });
+  assert.deepEqual(overSocket, inProcess);
+  assert.ok(inProcess.guests[0]!.ops > 100);
+});
+
+Deno.test("scenario: bad scenario files say which field is wrong", () => {
+  assert.throws(() => parseScenario("{", "s.json"), /Invalid scenario s.json: not JSON/);
+  assert.throws(() => parseScenario(JSON.stringify({ name: "x", guests: [] }), "s.json"), /guests/);
+  assert.throws(
+    () =>
+      parseScenario(
+        JSON.stringify({
+          name: "x",
+          guests: [{ name: "a", vcpus: 1, max_pages: 1, workload: "nope" }],
+        }),
+        "s.json",
+      ),
+    /guests.0.workload: expected one of/,
+  );
+  assert.throws(
+    () =>
+      parseScenario(
+        JSON.stringify({
+          name: "x",
+          engines: ["tlsf", "tlsf"],
+          guests: [{ name: "a", vcpus: 1, max_pages: 1, workload: "redis" }],
+        }),
+        "s.json",
+      ),
+    /engine is named twice/,
+  );
+  assert.throws(
+    () =>
+      parseScenario(
+        JSON.stringify({
+          name: "x",
+          extra: 1,
+          guests: [{ name: "a", vcpus: 1, max_pages: 1, workload: "redis" }],
+        }),
+      ),
+    /extra/,
+  );
+});
