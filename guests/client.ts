@@ -194,20 +194,23 @@ export class ControlPlaneClient {
   /** `POST /v1/domains/:id/alloc`: not served is `ok: false` with the cause. */
   alloc(
     domainId: number,
-    body: { size: number; align?: number; vcpu?: number },
+    body: { size: number; align?: number; vcpu?: number; at_cycles?: number },
   ): Promise<OpResult> {
     return this.#call("POST", `/v1/domains/${domainId}/alloc`, body, [507]);
   }
 
   /** `POST /v1/domains/:id/free`. */
-  free(domainId: number, body: { address: number; vcpu?: number }): Promise<OpResult> {
+  free(
+    domainId: number,
+    body: { address: number; vcpu?: number; at_cycles?: number },
+  ): Promise<OpResult> {
     return this.#call("POST", `/v1/domains/${domainId}/free`, body);
   }
 
   /** `POST /v1/domains/:id/realloc`: not served is `ok: false` (the old block stays). */
   realloc(
     domainId: number,
-    body: { address: number; size: number; align?: number; vcpu?: number },
+    body: { address: number; size: number; align?: number; vcpu?: number; at_cycles?: number },
   ): Promise<OpResult> {
     return this.#call("POST", `/v1/domains/${domainId}/realloc`, body, [507]);
   }
