@@ -17,6 +17,9 @@ import type {
   EngineInfo,
   HypervisorStats,
   OpResult,
+  ReleaseResult,
+  ReservationRequest,
+  ReservationResult,
   TenantInfo,
 } from "../hypervisor/control_plane/types.ts";
 
@@ -28,6 +31,9 @@ export type {
   EngineInfo,
   HypervisorStats,
   OpResult,
+  ReleaseResult,
+  ReservationRequest,
+  ReservationResult,
   TenantInfo,
 };
 
@@ -213,6 +219,22 @@ export class ControlPlaneClient {
     body: { address: number; size: number; align?: number; vcpu?: number; at_cycles?: number },
   ): Promise<OpResult> {
     return this.#call("POST", `/v1/domains/${domainId}/realloc`, body, [507]);
+  }
+
+  /**
+   * `POST /v1/domains/:id/reservation`: order-0 pages for the guest's own heap, all or
+   * nothing; refused (507) is `ok: false` with the cause (`quota`, `exhaustion`).
+   */
+  reserve(domainId: number, body: ReservationRequest): Promise<ReservationResult> {
+    return this.#call("POST", `/v1/domains/${domainId}/reservation`, body, [507]);
+  }
+
+  /**
+   * `POST /v1/domains/:id/reservation/release`: give reserved pages back (a
+   * {@link ControlPlaneError} 409 `not_reserved` if fewer are reserved).
+   */
+  release(domainId: number, body: ReservationRequest): Promise<ReleaseResult> {
+    return this.#call("POST", `/v1/domains/${domainId}/reservation/release`, body);
   }
 
   /** `POST /v1/domains/:id/batch`. */

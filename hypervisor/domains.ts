@@ -13,10 +13,48 @@
  * domid 0 is the control domain's; owner 0 of the page allocator is the hypervisor
  * heap), so the same sequence of calls gives the same ids, addresses and figures.
  *
+ * ## Reservations (the guest's own memory)
+ *
+ * Besides its pool (memory the hypervisor's xmalloc serves it), a domain can hold a
+ * reservation: machine pages given to the guest itself, which runs its own allocator
+ * on them (`guests/own_heap.ts`). {@link Domain.reserve} is Xen's `XENMEM_populate_physmap`,
+ * {@link Domain.unreserve} its `XENMEM_decrease_reservation`.
+ *
+ * - **Granule: order-0 pages** (populate_physmap with `extent_order` 0, what a balloon
+ *   driver asks for). The guest sees its memory through its physical-to-machine map,
+ *   so its physical address space is contiguous whatever machine frames back it: a
+ *   reservation never needs a contiguous machine run, and a machine whose free frames
+ *   are scattered still grants it. Hence a reservation fails for `quota` or
+ *   `exhaustion` only, never for `contiguity` (a larger extent order would make
+ *   contiguity failures possible and save page-allocator calls, but no guest of this
+ *   model needs machine-contiguous memory). Cost: per page one page-allocator call
+ *   (`alloc_domheap_pages()`) and one step (the p2m entry `guest_physmap_add_page()`
+ *   writes), plus the call itself: `modelledCycles(pages, pages)`; with a virtual
+ *   start time the page-allocator calls hold the machine's heap lock.
+ * - **All or nothing.** Xen's populate_physmap stops at the first extent it cannot
+ *   allocate and returns how many it did; here the quota and the free frames are
+ *   checked first (exact for order-0 pages) and a refused request changes nothing, as
+ *   every refused request of the control plane.
+ * - **Owner ids.** Reserved pages are counted under their own owner,
+ *   `id + RESERVATION_OWNER_OFFSET`, so the pool's `PageSource` (owner = the domain
+ *   id) still counts exactly the pages its engine holds. Domain ids stay below
+ *   {@link DOMAIN_ID_LIMIT}, so no domain id is ever a reservation's owner. (The page
+ *   allocator counts owners in a plain array; once an owner past 0x8000 appears, V8
+ *   keeps it sparse: raw page-allocator calls measured about 2x slower, domain
+ *   operations within noise.)
+ * - **One quota.** The pool and the reservation share `max_pages`:
+ *   `pool pages + reserved pages <= max_pages`. The pool's page quota is what the
+ *   reservation leaves (`max_pages - reserved`), and a reservation is granted only if
+ *   it fits beside what the pool holds now. The tenant's quota (the sum of its
+ *   domains' `max_pages`) is unchanged by either.
+ * - Pages are released last in, first out; destroying the domain returns them all.
+ *
  * @module
  */
 
+import { modelledCycles, PAGE_ALLOCATOR_CALL_CYCLES } from "../src/cost_model.ts";
 import { IntegerHistogram, roundTo } from "../src/stats.ts";
+import { grown } from "../src/typed_array.ts";
 import { VirtualLock } from "../src/virtual_lock.ts";
 import { DIRECTMAP_BASE_ADDRESS, PAGE_SIZE_BYTES } from "../src/units.ts";
 import type { BuddyPageAllocator } from "./page_allocator.ts";
@@ -30,6 +68,22 @@ export const VCPUS_MAX = 4096;
 const VCPU_SLOTS = 4096;
 /** Longest tenant or domain name. */
 export const NAME_MAX_LENGTH = 64;
+/**
+ * Domain ids are below this (Xen's `DOMID_FIRST_RESERVED`, 0x7FF0: ids from there on
+ * name special domains), so `id + RESERVATION_OWNER_OFFSET` is never a domain id.
+ */
+export const DOMAIN_ID_LIMIT = 0x7ff0;
+/**
+ * Page-allocator owner of a domain's reservation: the domain id plus this offset
+ * (the pool's pages are counted under the domain id itself).
+ */
+export const RESERVATION_OWNER_OFFSET = 0x8000;
+/** Most pages one reservation request may name (as `max_pages`). */
+export const RESERVATION_PAGES_MAX = 2 ** 31;
+
+if (RESERVATION_OWNER_OFFSET < DOMAIN_ID_LIMIT) {
+  throw new Error("domains: a reservation's owner id must never be a domain id");
+}
 
 /** A tenant or domain limit would be exceeded; nothing was created. */
 export class QuotaExceededError extends Error {
@@ -41,6 +95,12 @@ export class QuotaExceededError extends Error {
 export class NotFoundError extends Error {
   /** The error's name. */
   override name = "NotFoundError";
+}
+
+/** A release named more pages than the domain has reserved; nothing was released. */
+export class NotReservedError extends Error {
+  /** The error's name. */
+  override name = "NotReservedError";
 }
 
 /** What a tenant may hold. */
@@ -89,6 +149,37 @@ export interface MemoryOpResult {
   lockWaitCycles: number;
 }
 
+/** Why a reservation was refused: over `max_pages`, or fewer free machine frames than asked. */
+export type ReservationFailureCause = "quota" | "exhaustion";
+
+/** The outcome of a reservation request ({@link Domain.reserve}). */
+export interface ReservationResult {
+  /** Whether it was granted (all the pages asked for). */
+  ok: boolean;
+  /** Pages this request added (0 when refused). */
+  grantedPages: number;
+  /** Pages the domain has reserved now. */
+  reservedPages: number;
+  /** Why it was refused. */
+  cause: ReservationFailureCause | null;
+  /** Modelled cycles of the work (src/cost_model.ts). */
+  cycles: number;
+  /** Cycles waited for the machine's heap lock (0 without a virtual start time). */
+  lockWaitCycles: number;
+}
+
+/** The outcome of a release ({@link Domain.unreserve}). */
+export interface ReleaseResult {
+  /** Pages this request gave back. */
+  releasedPages: number;
+  /** Pages the domain has reserved now. */
+  reservedPages: number;
+  /** Modelled cycles of the work (src/cost_model.ts). */
+  cycles: number;
+  /** Cycles waited for the machine's heap lock (0 without a virtual start time). */
+  lockWaitCycles: number;
+}
+
 /** Percentiles of a distribution of integers. */
 export interface Percentiles {
   /** Median. */
@@ -115,10 +206,15 @@ export interface DomainStats {
   engine: string;
   /** vCPUs. */
   vcpus: number;
-  /** Page quota. */
+  /** Page quota, shared by the pool and the reservation. */
   max_pages: number;
-  /** Pages the domain's pool holds now (pool + whole + meta), Xen's tot_pages. */
+  /** Pages the domain's pool holds now (pool + whole + meta). */
   pages_held: number;
+  /**
+   * Pages reserved for the guest's own heap (Xen's tot_pages is pages_held +
+   * reserved_pages).
+   */
+  reserved_pages: number;
   /** Pages carved into blocks. */
   pool_pages: number;
   /** Pages handed out whole. */
@@ -190,10 +286,20 @@ export class Domain {
   readonly vcpus: number;
   /** The domain's pool. */
   readonly engine: XmallocEngine;
-  /** Where the pool's pages come from (owner = the domain id, quota = max_pages). */
+  /**
+   * Where the pool's pages come from (owner = the domain id, quota = max_pages minus
+   * the reserved pages).
+   */
   readonly pageSource: PageSource;
+  /** Page-allocator owner of the reserved pages (`id + RESERVATION_OWNER_OFFSET`). */
+  readonly reservationOwner: number;
 
   readonly #pages: BuddyPageAllocator;
+  readonly #heapLock: VirtualLock;
+  readonly #maxPages: number;
+  // Frames of the reserved order-0 pages, in the order they were granted.
+  #reservedFrames = new Int32Array(0);
+  #reservedCount = 0;
   // Bytes asked for by each live block, keyed by its offset in the direct map
   // (address - DIRECTMAP_BASE_ADDRESS) rather than its address: on a machine up to
   // 1 GiB every offset is below 2^30, a small integer to V8, which a Map hashes and
@@ -230,6 +336,9 @@ export class Domain {
     this.name = spec.name;
     this.vcpus = spec.vcpus;
     this.#pages = pages;
+    this.#heapLock = heapLock;
+    this.#maxPages = spec.maxPages;
+    this.reservationOwner = id + RESERVATION_OWNER_OFFSET;
     this.#smp = new SmpAccounting(spec.vcpus, heapLock);
     this.pageSource = new PageSource(pages, id, spec.maxPages);
     this.engine = engineDescriptor(spec.engine).create({
@@ -238,9 +347,108 @@ export class Domain {
     });
   }
 
-  /** Page quota. */
+  /** Page quota (the pool and the reservation together). */
   get maxPages(): number {
-    return this.pageSource.maxPages;
+    return this.#maxPages;
+  }
+
+  /** Pages reserved for the guest's own heap. */
+  get reservedPages(): number {
+    return this.#reservedCount;
+  }
+
+  /**
+   * Reserve `pages` more order-0 machine pages for the guest (Xen's
+   * `XENMEM_populate_physmap`, extent order 0): all or nothing. Refused, as an
+   * outcome, for `quota` (the pool's pages, the reserved ones and these would exceed
+   * `max_pages`) or `exhaustion` (fewer free machine frames than `pages`); order-0
+   * pages never fail for contiguity. A refused request changes nothing and costs one
+   * call.
+   *
+   * @param pages 1..2^31
+   * @param atCycles the caller's virtual time: the page-allocator calls then hold the
+   *   machine's heap lock (calls must come in the order of their times)
+   * @throws {RangeError} on a page count out of range
+   *
+   * @example
+   * ```ts
+   * import { Hypervisor } from "./hypervisor.ts";
+   * import assert from "node:assert/strict";
+   * const hv = new Hypervisor({ engine: "tlsf", machineBytes: 64 * 1024 * 1024 });
+   * const t = hv.tenancy.createTenant("acme", { maxDomains: 1, maxPages: 100 });
+   * const d = hv.tenancy.createDomain(t.id, { name: "web", vcpus: 1, maxPages: 100 });
+   * assert.equal(d.reserve(60).grantedPages, 60);
+   * assert.equal(d.reserve(41).cause, "quota"); // 60 + 41 > max_pages
+   * assert.equal(d.pageSource.maxPages, 40); // what the reservation leaves the pool
+   * d.unreserve(60);
+   * ```
+   */
+  reserve(pages: number, atCycles?: number): ReservationResult {
+    this.#assertLive();
+    assertCount(pages, "pages", 1, RESERVATION_PAGES_MAX);
+    let cause: ReservationFailureCause | null = null;
+    if (this.pageSource.heldPages + this.#reservedCount + pages > this.#maxPages) {
+      cause = "quota";
+    } else if (pages > this.#pages.freeFrameCount) {
+      cause = "exhaustion";
+    }
+    if (cause !== null) {
+      return {
+        ok: false,
+        grantedPages: 0,
+        reservedPages: this.#reservedCount,
+        cause,
+        cycles: modelledCycles(0, 0),
+        lockWaitCycles: 0,
+      };
+    }
+    const need = this.#reservedCount + pages;
+    if (need > this.#reservedFrames.length) {
+      this.#reservedFrames = grown(
+        this.#reservedFrames,
+        Math.max(need, this.#reservedFrames.length * 2, 64),
+      );
+    }
+    for (let i = 0; i < pages; i++) {
+      const frame = this.#pages.alloc(0, this.reservationOwner);
+      if (frame < 0) throw new Error(`Domain ${this.id}: no free frame after checking (a bug)`);
+      this.#reservedFrames[this.#reservedCount++] = frame;
+    }
+    this.pageSource.maxPages = this.#maxPages - this.#reservedCount;
+    const cost = this.#reservationCost(pages, atCycles);
+    return {
+      ok: true,
+      grantedPages: pages,
+      reservedPages: this.#reservedCount,
+      cause: null,
+      ...cost,
+    };
+  }
+
+  /**
+   * Give back `pages` reserved pages (Xen's `XENMEM_decrease_reservation`), the last
+   * granted first; the pool's quota grows by as much.
+   *
+   * @param pages 1..2^31
+   * @param atCycles the caller's virtual time (see {@link reserve})
+   * @throws {RangeError} on a page count out of range
+   * @throws {NotReservedError} if fewer than `pages` are reserved (nothing changes)
+   */
+  unreserve(pages: number, atCycles?: number): ReleaseResult {
+    this.#assertLive();
+    assertCount(pages, "pages", 1, RESERVATION_PAGES_MAX);
+    if (pages > this.#reservedCount) {
+      throw new NotReservedError(
+        `Cannot release ${pages} pages: domain ${this.id} has ${this.#reservedCount} reserved`,
+      );
+    }
+    this.#releaseFrames(pages);
+    this.pageSource.maxPages = this.#maxPages - this.#reservedCount;
+    return {
+      releasedPages: pages,
+      reservedPages: this.#reservedCount,
+      ...this.#reservationCost(pages, atCycles),
+    };
   }
 
   /**
@@ -312,6 +520,7 @@ export class Domain {
       vcpus: this.vcpus,
       max_pages: this.maxPages,
       pages_held: pagesHeld,
+      reserved_pages: this.#reservedCount,
       pool_pages: held.poolPages,
       whole_pages: held.wholePages,
       meta_pages: held.metaPages,
@@ -346,15 +555,35 @@ export class Domain {
     return this.#destroyed;
   }
 
-  /** Give every page back; the domain is unusable afterwards. */
+  /** Give every page back, the pool's and the reserved ones; the domain is unusable afterwards. */
   destroy(): void {
     this.engine.destroy();
+    this.#releaseFrames(this.#reservedCount);
     this.#destroyed = true;
     this.#requested.clear();
-    const left = this.pageSource.heldPages;
+    const left = this.pageSource.heldPages + this.#pages.pagesOwnedBy(this.reservationOwner);
     if (left !== 0) {
       throw new Error(`Domain ${this.id} still holds ${left} pages after destroy (a bug)`);
     }
+  }
+
+  /** Free the last `pages` reserved frames. */
+  #releaseFrames(pages: number): void {
+    for (let i = 0; i < pages; i++) {
+      this.#pages.free(this.#reservedFrames[--this.#reservedCount]!, 0);
+    }
+  }
+
+  /**
+   * Cycles of a reservation or release of `pages` order-0 pages: one page-allocator call
+   * and one p2m step per page; the calls hold the heap lock (with a virtual time).
+   */
+  #reservationCost(pages: number, atCycles: number | undefined) {
+    const cycles = modelledCycles(pages, pages);
+    const lockWaitCycles = atCycles === undefined
+      ? 0
+      : this.#heapLock.acquire(atCycles, pages * PAGE_ALLOCATOR_CALL_CYCLES);
+    return { cycles, lockWaitCycles };
   }
 
   /** Steps, modelled cycles and lock wait of the call that began at `callsBefore`; recorded. */
@@ -507,6 +736,11 @@ export class Tenancy {
         `Cannot create domain: tenant ${tenantId} already has ${mine.length} of its ${tenant.maxDomains} domains`,
       );
     }
+    if (this.#nextDomainId >= DOMAIN_ID_LIMIT) {
+      throw new QuotaExceededError(
+        `Cannot create domain: every domain id below ${DOMAIN_ID_LIMIT} has been used`,
+      );
+    }
     const reserved = mine.reduce((sum, d) => sum + d.maxPages, 0);
     if (reserved + spec.maxPages > tenant.maxPages) {
       throw new QuotaExceededError(
@@ -553,8 +787,11 @@ export class Tenancy {
     this.#domains.delete(id);
   }
 
-  /** Pages a tenant's domains hold now. */
+  /** Pages a tenant's domains hold now (their pools' and their reservations). */
   pagesHeldBy(tenantId: number): number {
-    return this.domains(tenantId).reduce((sum, d) => sum + d.pageSource.heldPages, 0);
+    return this.domains(tenantId).reduce(
+      (sum, d) => sum + d.pageSource.heldPages + d.reservedPages,
+      0,
+    );
   }
 }

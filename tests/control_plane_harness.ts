@@ -139,8 +139,9 @@ export async function assertUnchanged(plane: Plane, before: unknown): Promise<vo
 
 /**
  * The hypervisor's invariants: the page allocator and every pool are sound, no domain
- * holds more than its quota, its stats account for every page it owns, the domains
- * own exactly the frames in use but the xen heap's, and no tenant is over its quotas.
+ * holds more than its quota (pool and reservation together), its stats account for
+ * every page it owns, the domains own exactly the frames in use but the xen heap's,
+ * and no tenant is over its quotas.
  */
 export function assertInvariants(hv: Hypervisor): void {
   assert.deepEqual(hv.pages.check(), [], "page allocator check()");
@@ -149,11 +150,16 @@ export function assertInvariants(hv: Hypervisor): void {
   for (const d of hv.tenancy.domains()) {
     assert.deepEqual(d.engine.check(), [], `domain ${d.id} (${d.engine.name}) check()`);
     const owned = hv.pages.pagesOwnedBy(d.id);
+    const reserved = hv.pages.pagesOwnedBy(d.reservationOwner);
     const s = d.stats();
-    assert.ok(owned <= d.maxPages, `domain ${d.id} holds ${owned} pages > max_pages ${d.maxPages}`);
+    assert.ok(
+      owned + reserved <= d.maxPages,
+      `domain ${d.id} holds ${owned} + ${reserved} reserved pages > max_pages ${d.maxPages}`,
+    );
     assert.equal(s.pages_held, owned, `domain ${d.id} pages_held`);
+    assert.equal(s.reserved_pages, reserved, `domain ${d.id} reserved_pages`);
     assert.equal(s.pool_pages + s.whole_pages + s.meta_pages, owned, `domain ${d.id} pages by use`);
-    domainPages += owned;
+    domainPages += owned + reserved;
   }
   const pa = hv.pages.stats();
   assert.equal(

@@ -46,6 +46,7 @@ type DomainStats = {
   vcpus: number;
   max_pages: number;
   pages_held: number;
+  reserved_pages: number;
   live_blocks: number;
   requested_bytes: number;
   reserved_bytes: number;
@@ -78,6 +79,8 @@ const API_ROUTES = [
   "POST /v1/domains/{id}/free",
   "POST /v1/domains/{id}/realloc",
   "POST /v1/domains/{id}/batch",
+  "POST /v1/domains/{id}/reservation",
+  "POST /v1/domains/{id}/reservation/release",
   "GET /v1/stats",
   "GET /metrics",
   "GET /v1/domains/{id}/events",
@@ -98,6 +101,8 @@ function protectedRoutes(domainId: number, tenantId: number): [string, string, u
     ["POST", `/v1/domains/${domainId}/free`, { address: DIRECTMAP_BASE_ADDRESS }],
     ["POST", `/v1/domains/${domainId}/realloc`, { address: DIRECTMAP_BASE_ADDRESS, size: 8 }],
     ["POST", `/v1/domains/${domainId}/batch`, { ops: [{ op: "alloc", size: 8 }] }],
+    ["POST", `/v1/domains/${domainId}/reservation`, { pages: 1 }],
+    ["POST", `/v1/domains/${domainId}/reservation/release`, { pages: 1 }],
     ["GET", "/v1/stats", undefined],
     ["GET", "/metrics", undefined],
     ["GET", `/v1/domains/${domainId}/events?max_events=1`, undefined],
@@ -322,6 +327,12 @@ Deno.test("control plane: tenants never see or touch each other's domains", asyn
   const aDomain = await createDomain(plane, a.token, { name: "a-dom" });
   const bDomain = await createDomain(plane, b.token, { name: "b-dom" });
   const aBlock = await alloc(plane, a.token, aDomain, { size: 100 });
+  ok(
+    await call(plane.app, "POST", `/v1/domains/${aDomain}/reservation`, {
+      token: a.token,
+      body: { pages: 3 },
+    }),
+  );
   const absent = 999; // never created
   const cases: [string, string, string, CallOptions["body"]][] = [
     ["GET", "GET", "", undefined],
@@ -333,6 +344,8 @@ Deno.test("control plane: tenants never see or touch each other's domains", asyn
       size: 200,
     }],
     ["batch", "POST", "/batch", { ops: [{ op: "free", address: aBlock.address }] }],
+    ["reservation", "POST", "/reservation", { pages: 1 }],
+    ["release of their reserved pages", "POST", "/reservation/release", { pages: 1 }],
     ["events", "GET", "/events?max_events=1", undefined],
   ];
   for (const [what, method, suffix, body] of cases) {
@@ -394,9 +407,11 @@ Deno.test("control plane: tenants never see or touch each other's domains", asyn
       /tenant_id/,
     );
   });
-  await t.step("the owner's block survived all of it", async () => {
+  await t.step("the owner's block and reservation survived all of it", async () => {
     const s = await domainStats(plane, aDomain);
     assert.equal(s.live_blocks, 1);
+    assert.equal(s.reserved_pages, 3);
+    assert.equal((await domainStats(plane, bDomain)).reserved_pages, 0);
     const freed = ok<OpResult>(
       await call(plane.app, "POST", `/v1/domains/${aDomain}/free`, {
         token: a.token,
@@ -723,6 +738,8 @@ Deno.test("control plane: a domain id that is not a positive integer is 400 on e
     ["POST", "/free", { address: DIRECTMAP_BASE_ADDRESS }],
     ["POST", "/realloc", { address: DIRECTMAP_BASE_ADDRESS, size: 8 }],
     ["POST", "/batch", { ops: [{ op: "alloc", size: 8 }] }],
+    ["POST", "/reservation", { pages: 1 }],
+    ["POST", "/reservation/release", { pages: 1 }],
     ["GET", "/events?max_events=1", undefined],
   ];
   for (const [method, suffix, body] of routes) {
@@ -783,6 +800,8 @@ Deno.test("control plane: every POST route refuses bodies that are not a JSON ob
     [`/v1/domains/${d}/free`, a.token],
     [`/v1/domains/${d}/realloc`, a.token],
     [`/v1/domains/${d}/batch`, a.token],
+    [`/v1/domains/${d}/reservation`, a.token],
+    [`/v1/domains/${d}/reservation/release`, a.token],
   ];
   const classes: [string, CallOptions, number, string][] = [
     ["malformed JSON", { raw: "{" }, 400, "malformed_request"],
@@ -1365,6 +1384,282 @@ Deno.test("control plane: allocation failure is an outcome: 507 with its cause (
       204,
     );
     assert.equal(plane.hv.pages.pagesOwnedBy(id), 0);
+    assert.equal(plane.hv.pages.freeFrameCount, frames);
+    assert.deepEqual(plane.hv.pages.check(), []);
+  });
+});
+
+// -- reservations: the guest's own pages -------------------------------------------------------
+
+type ReservationResult = {
+  ok: boolean;
+  granted: number;
+  reserved_pages: number;
+  cause: string | null;
+  cycles: number;
+  lock_wait_cycles: number;
+};
+type ReleaseResult = {
+  released: number;
+  reserved_pages: number;
+  cycles: number;
+  lock_wait_cycles: number;
+};
+
+/** Modelled cycles of reserving or releasing `pages` order-0 pages (cost_model.ts). */
+const reservationCycles = (pages: number) => 20 + pages * (10 + 200);
+
+/** Frames the machine's blocks of `owner` cover, and whether every block is one page. */
+function ownedBlocks(plane: Plane, owner: number): { frames: number; allOrder0: boolean } {
+  let frames = 0;
+  let allOrder0 = true;
+  plane.hv.pages.forEachBlock((_frame, order, o) => {
+    if (o !== owner) return;
+    frames += 2 ** order;
+    if (order !== 0) allOrder0 = false;
+  });
+  return { frames, allOrder0 };
+}
+
+Deno.test("control plane: reservations of order-0 pages within max_pages, released and returned", async (t) => {
+  const plane = freshPlane();
+  const a = await createTenant(plane, "acme", { max_pages: 1000 });
+  const id = await createDomain(plane, a.token, { max_pages: 100 });
+  const domain = plane.hv.tenancy.domain(id);
+  const owner = domain.reservationOwner;
+  const post = (op: string, body: unknown, token = a.token) =>
+    call(plane.app, "POST", `/v1/domains/${id}/${op}`, { token, body });
+  const frames = plane.hv.pages.frameCount;
+
+  await t.step(
+    "POST reservation: 200, pages under the reservation's own owner, counted",
+    async () => {
+      assert.notEqual(owner, id, "the reservation has an owner of its own");
+      const r = ok<ReservationResult>(await post("reservation", { pages: 60 }));
+      assert.deepEqual(r, {
+        ok: true,
+        granted: 60,
+        reserved_pages: 60,
+        cause: null,
+        cycles: reservationCycles(60),
+        lock_wait_cycles: 0,
+      });
+      assert.deepEqual(ownedBlocks(plane, owner), { frames: 60, allOrder0: true });
+      assert.equal(plane.hv.pages.pagesOwnedBy(id), 0, "the pool's own count is untouched");
+      assert.equal(plane.hv.pages.freeFrameCount, frames - 60);
+      const s = await domainStats(plane, id);
+      assert.equal(s.reserved_pages, 60);
+      assert.equal(s.pages_held, 0);
+      assert.equal(s.max_pages, 100);
+      const tenant = ok<{ pages_held: number; pages_reserved: number }>(
+        await call(plane.app, "GET", `/v1/tenants/${a.id}`, { token: ADMIN_TOKEN }),
+      );
+      assert.equal(tenant.pages_held, 60, "a tenant holds its domains' reserved pages");
+      assert.equal(
+        tenant.pages_reserved,
+        100,
+        "the tenant's quota (sum of max_pages) is unchanged",
+      );
+      assertInvariants(plane.hv);
+    },
+  );
+  await t.step("the pool's quota is what the reservation leaves (40 pages)", async () => {
+    assert.equal(domain.pageSource.maxPages, 40);
+    const tooBig = await post("alloc", { size: 41 * PAGE_SIZE_BYTES });
+    assert.equal(tooBig.status, 507, tooBig.text);
+    assert.equal((tooBig.json as OpResult).cause, "quota");
+    const fits = ok<OpResult>(await post("alloc", { size: 20 * PAGE_SIZE_BYTES }), 201);
+    assert.equal(fits.ok, true);
+    assertInvariants(plane.hv);
+  });
+  await t.step(
+    "a reservation must fit beside the pool's pages: else 507 quota, unchanged",
+    async () => {
+      const s = await domainStats(plane, id);
+      assert.ok(s.pages_held > 20, `the pool holds ${s.pages_held}`);
+      const room = s.max_pages - s.pages_held - s.reserved_pages;
+      const before = await stateOf(plane);
+      const refused = await post("reservation", { pages: room + 1 });
+      assert.equal(refused.status, 507, refused.text);
+      assert.deepEqual(refused.json, {
+        ok: false,
+        granted: 0,
+        reserved_pages: 60,
+        cause: "quota",
+        cycles: 20,
+        lock_wait_cycles: 0,
+      });
+      await assertUnchanged(plane, before);
+      const r = ok<ReservationResult>(await post("reservation", { pages: room }));
+      assert.equal(r.reserved_pages, 60 + room);
+      // The pool may now keep only what it holds: a block needing a new page is refused.
+      const full = await post("alloc", { size: 2 * PAGE_SIZE_BYTES });
+      assert.equal(full.status, 507, full.text);
+      assert.equal((full.json as OpResult).cause, "quota");
+      assertInvariants(plane.hv);
+      ok(await post("reservation/release", { pages: room }));
+    },
+  );
+  await t.step("release: 200, pages back to the machine, the pool's quota back", async () => {
+    const heldByPool = plane.hv.pages.pagesOwnedBy(id);
+    const r = ok<ReleaseResult>(await post("reservation/release", { pages: 25 }));
+    assert.deepEqual(r, {
+      released: 25,
+      reserved_pages: 35,
+      cycles: reservationCycles(25),
+      lock_wait_cycles: 0,
+    });
+    assert.equal(domain.pageSource.maxPages, 65);
+    assert.deepEqual(ownedBlocks(plane, owner), { frames: 35, allOrder0: true });
+    assert.equal(plane.hv.pages.freeFrameCount, frames - 35 - heldByPool);
+    assertInvariants(plane.hv);
+  });
+  await t.step("releasing more than is reserved: 409 not_reserved, nothing changes", async () => {
+    await assertRejected(
+      plane,
+      "POST",
+      `/v1/domains/${id}/reservation/release`,
+      { token: a.token, body: { pages: 36 } },
+      409,
+      "not_reserved",
+      /36 pages.*35 reserved/,
+    );
+  });
+  const bad: [string, unknown, RegExp][] = [
+    ["no pages", {}, /pages/],
+    ["pages 0", { pages: 0 }, /pages/],
+    ["pages -1", { pages: -1 }, /pages/],
+    ["pages 1.5", { pages: 1.5 }, /pages/],
+    ["pages as a string", { pages: "1" }, /pages/],
+    ["pages null", { pages: null }, /pages/],
+    ["pages 2^31 + 1", { pages: 2 ** 31 + 1 }, /pages/],
+    ["at_cycles -1", { pages: 1, at_cycles: -1 }, /at_cycles/],
+    ["at_cycles 0.5", { pages: 1, at_cycles: 0.5 }, /at_cycles/],
+    ["unknown field", { pages: 1, order: 9 }, /order/],
+  ];
+  for (const op of ["reservation", "reservation/release"]) {
+    await t.step(`POST ${op} with a bad body: 400 naming the field, nothing changes`, async (t) => {
+      for (const [what, body, message] of bad) {
+        await t.step(what, async () => {
+          await assertRejected(
+            plane,
+            "POST",
+            `/v1/domains/${id}/${op}`,
+            { token: a.token, body },
+            400,
+            "invalid_request",
+            message,
+          );
+        });
+      }
+    });
+  }
+  await t.step("pages 2^31 is valid: refused as an outcome (quota), not a 400", async () => {
+    const before = await stateOf(plane);
+    const r = await post("reservation", { pages: 2 ** 31 });
+    assert.equal(r.status, 507, r.text);
+    assert.equal((r.json as ReservationResult).cause, "quota");
+    await assertUnchanged(plane, before);
+  });
+  await t.step("at_cycles: the page-allocator calls hold the machine's heap lock", async () => {
+    const first = ok<ReservationResult>(await post("reservation", { pages: 4, at_cycles: 1000 }));
+    assert.equal(first.lock_wait_cycles, 0);
+    const second = ok<ReservationResult>(await post("reservation", { pages: 2, at_cycles: 1000 }));
+    assert.equal(second.lock_wait_cycles, 4 * 200, "waits for the first request's 4 page calls");
+    const release = ok<ReleaseResult>(
+      await post("reservation/release", { pages: 6, at_cycles: 1000 }),
+    );
+    assert.equal(release.lock_wait_cycles, 6 * 200, "waits for both requests");
+    assert.equal(release.reserved_pages, 35);
+  });
+  await t.step("the admin reserves for a tenant's domain too", async () => {
+    const r = ok<ReservationResult>(await post("reservation", { pages: 5 }, ADMIN_TOKEN));
+    assert.equal(r.reserved_pages, 40);
+    ok(await post("reservation/release", { pages: 5 }, ADMIN_TOKEN));
+  });
+  await t.step("DELETE the domain: its reserved pages return with the pool's", async () => {
+    assert.equal(plane.hv.pages.pagesOwnedBy(owner), 35);
+    assert.equal(
+      (await call(plane.app, "DELETE", `/v1/domains/${id}`, { token: a.token })).status,
+      204,
+    );
+    assert.equal(plane.hv.pages.pagesOwnedBy(owner), 0);
+    assert.equal(plane.hv.pages.pagesOwnedBy(id), 0);
+    assert.equal(plane.hv.pages.freeFrameCount, frames);
+    assert.deepEqual(plane.hv.pages.check(), []);
+    await assertRejected(
+      plane,
+      "POST",
+      `/v1/domains/${id}/reservation`,
+      { token: a.token, body: { pages: 1 } },
+      404,
+      "not_found",
+    );
+  });
+});
+
+Deno.test("control plane: a reservation needs free frames, never a contiguous run (order-0 pages)", async (t) => {
+  const plane = freshPlane({ machineMiB: 16 });
+  const frames = plane.hv.pages.frameCount;
+  assert.equal(frames, 4096);
+  const a = await createTenant(plane, "big", { max_pages: 2 ** 20 });
+  const pool = await createDomain(plane, a.token, { name: "pool", max_pages: 8192 });
+  const guest = await createDomain(plane, a.token, { name: "guest", max_pages: 8192 });
+  const post = (id: number, op: string, body: unknown) =>
+    call(plane.app, "POST", `/v1/domains/${id}/${op}`, { token: a.token, body });
+
+  await t.step("fragment the machine: no two free frames are buddies", async () => {
+    const r = ok<BatchResult>(
+      await post(pool, "batch", { ops: Array(frames).fill({ op: "alloc", size: 4095 }) }),
+    );
+    const addresses = r.addresses.filter((x) => x !== 0);
+    assert.equal(plane.hv.pages.freeFrameCount, 0);
+    const even = addresses.filter((x) => frameOf(x) % 2 === 0);
+    assert.deepEqual(
+      ok<BatchResult>(
+        await post(pool, "batch", { ops: even.map((address) => ({ op: "free", address })) }),
+      ).errors,
+      [],
+    );
+    assert.equal(plane.hv.pages.largestFreeOrder(), 0);
+    assert.ok(plane.hv.pages.freeFrameCount > 1000, String(plane.hv.pages.freeFrameCount));
+  });
+  await t.step(
+    "a two-page block fails for contiguity, a reservation of every free frame succeeds",
+    async () => {
+      const blocked = await post(guest, "alloc", { size: 2 * PAGE_SIZE_BYTES });
+      assert.equal(blocked.status, 507, blocked.text);
+      assert.equal((blocked.json as OpResult).cause, "contiguity");
+      const free = plane.hv.pages.freeFrameCount;
+      const r = ok<ReservationResult>(await post(guest, "reservation", { pages: free }));
+      assert.equal(r.granted, free);
+      assert.equal(plane.hv.pages.freeFrameCount, 0);
+      assertInvariants(plane.hv);
+    },
+  );
+  await t.step(
+    "exhaustion: fewer free frames than asked: 507, no page-allocator call, unchanged",
+    async () => {
+      ok(await post(guest, "reservation/release", { pages: 10 }));
+      const paBefore = plane.hv.pages.stats();
+      const before = await stateOf(plane);
+      const r = await post(guest, "reservation", { pages: 11 });
+      assert.equal(r.status, 507, r.text);
+      assert.equal((r.json as ReservationResult).cause, "exhaustion");
+      assert.equal((r.json as ReservationResult).granted, 0);
+      await assertUnchanged(plane, before);
+      assert.deepEqual(plane.hv.pages.stats(), paBefore);
+      assert.equal(
+        ok<ReservationResult>(await post(guest, "reservation", { pages: 10 })).granted,
+        10,
+      );
+    },
+  );
+  await t.step("deleting the tenant returns every frame", async () => {
+    assert.equal(
+      (await call(plane.app, "DELETE", `/v1/tenants/${a.id}`, { token: ADMIN_TOKEN })).status,
+      204,
+    );
     assert.equal(plane.hv.pages.freeFrameCount, frames);
     assert.deepEqual(plane.hv.pages.check(), []);
   });

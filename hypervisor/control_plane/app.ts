@@ -22,7 +22,13 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import type { Hypervisor } from "../hypervisor.ts";
-import { type Domain, type MemoryOpResult, NotFoundError, QuotaExceededError } from "../domains.ts";
+import {
+  type Domain,
+  type MemoryOpResult,
+  NotFoundError,
+  NotReservedError,
+  QuotaExceededError,
+} from "../domains.ts";
 import { type AllocFailureCause, InvalidFreeError } from "../xmalloc/engine.ts";
 import { ENGINES } from "../xmalloc/registry.ts";
 import { type Principal, TokenStore } from "./auth.ts";
@@ -45,6 +51,10 @@ import {
   IdParam,
   OpResultBody,
   ReallocBody,
+  ReleaseBody,
+  ReleaseResultBody,
+  ReservationBody,
+  ReservationResultBody,
   TenantBody,
 } from "./schemas.ts";
 
@@ -160,6 +170,9 @@ export function createControlPlane(
     }
     if (err instanceof QuotaExceededError) {
       return c.json({ error: { code: "quota_exceeded", message: err.message } }, 409);
+    }
+    if (err instanceof NotReservedError) {
+      return c.json({ error: { code: "not_reserved", message: err.message } }, 409);
     }
     if (err instanceof InvalidFreeError) {
       const status = err.reason === "unknown-address" ? 404 : 409;
@@ -543,6 +556,74 @@ export function createControlPlane(
     (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
       return c.json(runBatch(domain, c.req.valid("json").ops), 200);
+    },
+  );
+
+  // -- the guest's own memory: reservations ----------------------------------------------------
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/domains/{id}/reservation",
+      summary: "Reserve order-0 pages for the guest's own heap, within max_pages " +
+        "(Xen's populate_physmap; 507 with the cause when refused)",
+      description: "All or nothing. The pool and the reservation share max_pages: the pool's " +
+        "quota is what the reservation leaves, and a reservation must fit beside the pages the " +
+        "pool holds (else cause quota). Fewer free machine frames than pages: cause exhaustion. " +
+        "Order-0 pages never need a contiguous run, so contiguity is never a cause. Cycles: a " +
+        "page-allocator call and a p2m step per page.",
+      security,
+      request: {
+        params: IdParam,
+        body: { content: { "application/json": { schema: ReservationBody } }, required: true },
+      },
+      responses: {
+        200: json(ReservationResultBody, "granted"),
+        507: json(ReservationResultBody, "refused: see cause (nothing changed)"),
+        ...errors,
+      },
+    }),
+    (c) => {
+      const domain = visibleDomain(c, c.req.valid("param").id);
+      const b = c.req.valid("json");
+      const r = domain.reserve(b.pages, b.at_cycles);
+      return c.json({
+        ok: r.ok,
+        granted: r.grantedPages,
+        reserved_pages: r.reservedPages,
+        cause: r.cause,
+        cycles: r.cycles,
+        lock_wait_cycles: r.lockWaitCycles,
+      }, r.ok ? 200 : 507);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/domains/{id}/reservation/release",
+      summary: "Give reserved pages back, the last granted first (Xen's decrease_reservation; " +
+        "409 if fewer are reserved)",
+      security,
+      request: {
+        params: IdParam,
+        body: { content: { "application/json": { schema: ReleaseBody } }, required: true },
+      },
+      responses: {
+        200: json(ReleaseResultBody, "released"),
+        ...errors,
+        409: json(ErrorBody, "fewer pages reserved than named (nothing changed)"),
+      },
+    }),
+    (c) => {
+      const domain = visibleDomain(c, c.req.valid("param").id);
+      const b = c.req.valid("json");
+      const r = domain.unreserve(b.pages, b.at_cycles);
+      return c.json({
+        released: r.releasedPages,
+        reserved_pages: r.reservedPages,
+        cycles: r.cycles,
+        lock_wait_cycles: r.lockWaitCycles,
+      }, 200);
     },
   );
 

@@ -8,7 +8,7 @@
 
 import { z } from "@hono/zod-openapi";
 import { ENGINE_NAMES } from "../xmalloc/registry.ts";
-import { NAME_MAX_LENGTH, VCPUS_MAX } from "../domains.ts";
+import { NAME_MAX_LENGTH, RESERVATION_PAGES_MAX, VCPUS_MAX } from "../domains.ts";
 import type * as types from "./types.ts";
 
 /** Most operations one batch request may carry. */
@@ -124,8 +124,13 @@ export const DomainBody = z.object({
   name: z.string(),
   engine: z.string(),
   vcpus: z.number().int(),
-  max_pages: z.number().int(),
-  pages_held: z.number().int(),
+  max_pages: z.number().int().openapi({
+    description: "page quota, shared by the pool and the reservation",
+  }),
+  pages_held: z.number().int().openapi({ description: "pages the pool holds" }),
+  reserved_pages: z.number().int().openapi({
+    description: "pages reserved for the guest's own heap (POST /v1/domains/{id}/reservation)",
+  }),
   pool_pages: z.number().int(),
   whole_pages: z.number().int(),
   meta_pages: z.number().int(),
@@ -207,6 +212,53 @@ export const OpResultBody = z.object({
   cycles: z.number().int().openapi({ description: "modelled cycles of the work" }),
   lock_wait_cycles: z.number().openapi({ description: "cycles waited for locks (with at_cycles)" }),
 }).openapi("OpResult");
+
+const pages = z.number().int().min(1).max(RESERVATION_PAGES_MAX);
+
+/** POST /v1/domains/:id/reservation. */
+export const ReservationBody = z.strictObject({
+  pages: pages.openapi({
+    description: "order-0 pages (4 KiB) to add to the reservation, all or nothing",
+    example: 256,
+  }),
+  at_cycles: atCycles.optional(),
+}).openapi("Reservation");
+
+/** POST /v1/domains/:id/reservation/release. */
+export const ReleaseBody = z.strictObject({
+  pages: pages.openapi({
+    description: "reserved pages to give back (at most the domain's reserved_pages)",
+    example: 256,
+  }),
+  at_cycles: atCycles.optional(),
+}).openapi("ReservationRelease");
+
+/** The outcome of a reservation request. */
+export const ReservationResultBody = z.object({
+  ok: z.boolean().openapi({ description: "whether every page asked for was granted" }),
+  granted: z.number().int().openapi({ description: "pages this request added (0: refused)" }),
+  reserved_pages: z.number().int().openapi({ description: "pages reserved now" }),
+  cause: z.enum(["quota", "exhaustion"]).nullable().openapi({
+    description: "why it was refused: quota (pool pages + reserved + pages > max_pages) or " +
+      "exhaustion (fewer free machine frames); order-0 pages never fail for contiguity",
+  }),
+  cycles: z.number().int().openapi({
+    description: "modelled cycles: a page-allocator call and a p2m step per page",
+  }),
+  lock_wait_cycles: z.number().openapi({
+    description: "cycles waited for the heap lock (with at_cycles)",
+  }),
+}).openapi("ReservationResult");
+
+/** The outcome of a release. */
+export const ReleaseResultBody = z.object({
+  released: z.number().int().openapi({ description: "pages given back" }),
+  reserved_pages: z.number().int().openapi({ description: "pages reserved now" }),
+  cycles: z.number().int().openapi({ description: "modelled cycles of the work" }),
+  lock_wait_cycles: z.number().openapi({
+    description: "cycles waited for the heap lock (with at_cycles)",
+  }),
+}).openapi("ReleaseResult");
 
 const batchOp = z.discriminatedUnion("op", [
   z.strictObject({
@@ -299,6 +351,10 @@ agree<Same<z.infer<typeof BatchBody>["ops"][number], types.BatchOp>>();
 agree<Same<z.infer<typeof BatchResultBody>, types.BatchResult>>();
 agree<Same<z.infer<typeof EnginesBody>[number], types.EngineInfo>>();
 agree<Same<z.infer<typeof HypervisorStatsBody>, types.HypervisorStats>>();
+agree<Same<z.infer<typeof ReservationBody>, types.ReservationRequest>>();
+agree<Same<z.infer<typeof ReleaseBody>, types.ReservationRequest>>();
+agree<Same<z.infer<typeof ReservationResultBody>, types.ReservationResult>>();
+agree<Same<z.infer<typeof ReleaseResultBody>, types.ReleaseResult>>();
 
 // -- fast paths of the request schemas ---------------------------------------------------
 //

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { DomainStats } from "../domains.ts";
+import type { DomainStats, ReservationFailureCause } from "../domains.ts";
 import type { AllocFailureCause } from "../xmalloc/engine.ts";
 
 /** A tenant, as the admin sees it. */
@@ -51,6 +51,42 @@ export interface OpResult {
   /** Modelled cycles of the work. */
   cycles: number;
   /** Cycles waited for locks (with at_cycles). */
+  lock_wait_cycles: number;
+}
+
+/** A reservation request or a release: how many pages. */
+export interface ReservationRequest {
+  /** Order-0 pages, 1..2^31. */
+  pages: number;
+  /** The caller's virtual time in cycles (with it, heap-lock wait is modelled). */
+  at_cycles?: number | undefined;
+}
+
+/** The outcome of a reservation request (200 granted, 507 refused). */
+export interface ReservationResult {
+  /** Whether every page asked for was granted. */
+  ok: boolean;
+  /** Pages this request added (0: refused). */
+  granted: number;
+  /** Pages reserved now. */
+  reserved_pages: number;
+  /** Why it was refused. */
+  cause: ReservationFailureCause | null;
+  /** Modelled cycles of the work. */
+  cycles: number;
+  /** Cycles waited for the heap lock (with at_cycles). */
+  lock_wait_cycles: number;
+}
+
+/** The outcome of a release. */
+export interface ReleaseResult {
+  /** Pages given back. */
+  released: number;
+  /** Pages reserved now. */
+  reserved_pages: number;
+  /** Modelled cycles of the work. */
+  cycles: number;
+  /** Cycles waited for the heap lock (with at_cycles). */
   lock_wait_cycles: number;
 }
 
