@@ -30,6 +30,7 @@ import type { AllocFailureCause } from "../hypervisor/xmalloc/engine.ts";
 import { ENGINE_NAMES } from "../hypervisor/xmalloc/registry.ts";
 import { ControlPlaneClient, type FetchLike } from "./client.ts";
 import { VcpuScheduler } from "./scheduler.ts";
+import { OwnHeap, type OwnHeapOpResult } from "./own_heap.ts";
 import { SMP_WORKLOADS, smpWorkloadDescriptor, type SmpWorkloadRun } from "./smp_workloads.ts";
 
 /** Most operations one run may execute (a bound on every loop). */
@@ -43,6 +44,14 @@ const guestSchema = z.strictObject({
     message: `expected one of ${SMP_WORKLOADS.map((d) => d.name).join(", ")}`,
   }),
   scale: z.number().min(0.01).max(100).default(1),
+  heap: z.union([
+    z.literal("hypervisor"),
+    z.strictObject({
+      own: z.enum(ENGINE_NAMES as [string, ...string[]]),
+      initial_pages: z.number().int().min(1).max(2 ** 31).default(64),
+      grow_pages: z.number().int().min(0).max(2 ** 31).default(32),
+    }),
+  ]).default("hypervisor"),
 });
 
 /** A scenario as JSON: what `--scenario FILE` reads. */
@@ -146,6 +155,10 @@ export interface GuestResult {
   false_sharing_events: number;
   /** The last vCPU's clock at the end. */
   makespan_cycles: number;
+  /** Where the guest's memory came from: "hypervisor" or "own:<engine>". */
+  heap: string;
+  /** Cycles before the vCPUs start: the own heap's reservation and initialisation. */
+  boot_cycles: number;
 }
 
 /** One engine's run of a scenario. */
@@ -183,6 +196,17 @@ export interface RunOptions {
 
 const ADMIN_TOKEN = "scenario-admin-token-0000";
 
+/** An own heap's outcome in the shape of a control-plane result. */
+function own(r: OwnHeapOpResult) {
+  return {
+    ok: r.ok,
+    address: r.address,
+    cause: r.cause,
+    cycles: r.cycles,
+    lock_wait_cycles: r.lockWaitCycles,
+  };
+}
+
 function latency(h: IntegerHistogram): LatencyPercentiles {
   return { p50: h.percentile(0.5), p99: h.percentile(0.99), p999: h.percentile(0.999), max: h.max };
 }
@@ -192,6 +216,7 @@ interface GuestState {
   spec: GuestSpec;
   client: ControlPlaneClient;
   domainId: number;
+  own: OwnHeap | null;
   run: SmpWorkloadRun;
   firstVcpu: number;
   handles: Map<number, { address: number; size: number }>;
@@ -234,10 +259,18 @@ export async function runScenarioOnEngine(
         max_pages: spec.max_pages,
       });
       const prng = new Prng(deriveSeed(scenario.seed, `${spec.name}/${spec.workload}`));
+      const own = spec.heap === "hypervisor" ? null : await OwnHeap.boot(client, domain.id, {
+        engine: spec.heap.own,
+        vcpus: spec.vcpus,
+        initialPages: spec.heap.initial_pages,
+        growPages: spec.heap.grow_pages,
+        atCycles: 0,
+      });
       guests.push({
         spec,
         client,
         domainId: domain.id,
+        own,
         run: smpWorkloadDescriptor(spec.workload).create(prng, spec.vcpus, spec.scale),
         firstVcpu: vcpuTotal,
         handles: new Map(),
@@ -252,6 +285,10 @@ export async function runScenarioOnEngine(
     const owner: GuestState[] = [];
     for (const g of guests) for (let v = 0; v < g.spec.vcpus; v++) owner.push(g);
     const scheduler = new VcpuScheduler(vcpuTotal);
+    for (const g of guests) { // a guest's vCPUs start once its heap has booted
+      const boot = g.own?.bootCycles ?? 0;
+      for (let v = 0; v < g.spec.vcpus; v++) scheduler.advance(g.firstVcpu + v, boot);
+    }
     const t0 = performance.now();
     let ops = 0;
     for (let v = scheduler.peek(); v >= 0; v = scheduler.peek()) {
@@ -274,7 +311,9 @@ export async function runScenarioOnEngine(
       }
       let cost: number;
       if (op.kind === "alloc") {
-        const r = await g.client.alloc(g.domainId, { size: op.size, vcpu: local, at_cycles: at });
+        const r = g.own
+          ? own(await g.own.allocate(op.size, 1, local, at))
+          : await g.client.alloc(g.domainId, { size: op.size, vcpu: local, at_cycles: at });
         g.run.allocated(op.handle, r.ok);
         if (r.ok) {
           g.handles.set(op.handle, { address: r.address, size: op.size });
@@ -291,11 +330,9 @@ export async function runScenarioOnEngine(
             `Workload ${g.spec.workload} (seed ${scenario.seed}) freed handle ${op.handle}, not live`,
           );
         }
-        const r = await g.client.free(g.domainId, {
-          address: block.address,
-          vcpu: local,
-          at_cycles: at,
-        });
+        const r = g.own
+          ? own(g.own.free(block.address, local, at))
+          : await g.client.free(g.domainId, { address: block.address, vcpu: local, at_cycles: at });
         g.handles.delete(op.handle);
         g.liveBytes -= block.size;
         cost = r.cycles + r.lock_wait_cycles;
@@ -312,7 +349,12 @@ export async function runScenarioOnEngine(
           `Workload ${g.spec.workload} (seed ${scenario.seed}) ended with ${g.handles.size} live objects`,
         );
       }
+      // The guest's memory as the machine sees it: the domain's pool, or for an own heap
+      // the reservation (it only grows until shutdown, so its end is its peak).
+      const ownStats = g.own?.stats();
       const d = await g.client.domain(g.domainId);
+      const smp = ownStats ? ownStats.smp : d.smp;
+      const peakPages = ownStats ? ownStats.reserved_pages : d.peak_pages;
       let makespan = 0;
       for (let v = 0; v < g.spec.vcpus; v++) {
         makespan = Math.max(makespan, scheduler.clock(g.firstVcpu + v));
@@ -323,13 +365,13 @@ export async function runScenarioOnEngine(
         vcpus: g.spec.vcpus,
         ops: g.ops,
         failures: g.failures,
-        peak_pages: d.peak_pages,
+        peak_pages: peakPages,
         peak_live_requested_bytes: g.peakLiveBytes,
         overhead_ratio: g.peakLiveBytes === 0
           ? 0
-          : roundTo((d.peak_pages * PAGE_SIZE_BYTES) / g.peakLiveBytes, 6),
+          : roundTo((peakPages * PAGE_SIZE_BYTES) / g.peakLiveBytes, 6),
         latency_cycles: latency(g.latency),
-        per_vcpu: d.smp.per_vcpu.map((p) => ({
+        per_vcpu: smp.per_vcpu.map((p) => ({
           vcpu: p.vcpu,
           ops: p.ops,
           lock_wait_cycles: p.lock_wait_cycles,
@@ -340,13 +382,16 @@ export async function runScenarioOnEngine(
             max: p.latency_cycles.max,
           },
         })),
-        lock_wait_cycles: d.smp.per_vcpu.reduce((s, p) => s + p.lock_wait_cycles, 0),
-        lock_contended: d.smp.pool_lock.contended,
-        cache_line_transfers: d.smp.cache_line_transfers,
-        false_sharing_peak_lines: d.smp.false_sharing.peak_shared_lines,
-        false_sharing_events: d.smp.false_sharing.events,
+        lock_wait_cycles: smp.per_vcpu.reduce((s, p) => s + p.lock_wait_cycles, 0),
+        lock_contended: smp.pool_lock.contended,
+        cache_line_transfers: smp.cache_line_transfers,
+        false_sharing_peak_lines: smp.false_sharing.peak_shared_lines,
+        false_sharing_events: smp.false_sharing.events,
         makespan_cycles: makespan,
+        heap: g.spec.heap === "hypervisor" ? "hypervisor" : `own:${g.spec.heap.own}`,
+        boot_cycles: g.own?.bootCycles ?? 0,
       });
+      await g.own?.shutdown();
       await g.client.destroyDomain(g.domainId);
       if (hv.pages.pagesOwnedBy(g.domainId) !== 0) {
         throw new Error(
@@ -381,5 +426,50 @@ export async function runScenario(
     engines: [...scenario.engines],
     guests: scenario.guests,
     runs,
+  };
+}
+
+/** Which own-heap allocator wins for which guest. */
+export interface SpecialisationResult {
+  scenario: string;
+  seed: number;
+  /** Own-heap engines tried. */
+  engines: string[];
+  /** Per guest, per engine: the guest's figures with that own heap. */
+  guests: { guest: string; workload: string; results: GuestResult[] }[];
+}
+
+/**
+ * Run every guest of `scenario` on its own heap with each of `engines` (the
+ * Unikraft question: which allocator for which unikernel), the hypervisor's pools on
+ * `tlsf`. The guests of one run share the machine as in the scenario.
+ */
+export async function runSpecialisation(
+  scenario: Scenario,
+  engines: readonly string[],
+  options: RunOptions = {},
+): Promise<SpecialisationResult> {
+  const perEngine: EngineRunResult[] = [];
+  for (const [i, engine] of engines.entries()) {
+    options.onProgress?.(i, engines.length, `own heaps on ${engine}`);
+    const guests = scenario.guests.map((g) => ({
+      ...g,
+      heap: {
+        own: engine,
+        initial_pages: g.heap === "hypervisor" ? 64 : g.heap.initial_pages,
+        grow_pages: g.heap === "hypervisor" ? 32 : g.heap.grow_pages,
+      },
+    }));
+    perEngine.push(await runScenarioOnEngine({ ...scenario, guests }, "tlsf", options));
+  }
+  return {
+    scenario: scenario.name,
+    seed: scenario.seed,
+    engines: [...engines],
+    guests: scenario.guests.map((g, i) => ({
+      guest: g.name,
+      workload: g.workload,
+      results: perEngine.map((run) => run.guests[i]!),
+    })),
   };
 }

@@ -21,10 +21,13 @@
  */
 
 import { PAGE_SIZE_BYTES } from "../src/units.ts";
+import { grown } from "../src/typed_array.ts";
 
 /** Largest order the allocator manages (Xen x86: MAX_ORDER 20, 4 GiB blocks). */
 export const MAX_ORDER = 20;
 
+/** Largest owner id (domain ids and their reservations' ids stay below it). */
+export const OWNER_MAX = 0xffff;
 /** Most frames a machine may have: 2^31 (8 TiB), so every frame index fits an Int32. */
 export const FRAME_COUNT_MAX = 2 ** 31;
 /** Largest order a request may name; above maxOrder it fails as no such block exists. */
@@ -94,8 +97,10 @@ export class BuddyPageAllocator {
   #heads: Int32Array;
   #freeBlocksByOrder: Float64Array;
   #freeFrames = 0;
-  #ownerFrames: number[] = [];
-  #ownerPeakFrames: number[] = [];
+  // Per-owner frame counts, indexed by owner id (dense typed arrays: owner ids of a
+  // domain's reservation sit near 2^15, which would make a plain array sparse and slow).
+  #ownerFrames = new Float64Array(64);
+  #ownerPeakFrames = new Float64Array(64);
 
   #allocCalls = 0;
   #freeCalls = 0;
@@ -162,8 +167,8 @@ export class BuddyPageAllocator {
         `Invalid page order ${order}: expected an integer in [0, ${ORDER_LIMIT}]`,
       );
     }
-    if (!(owner >= 0 && Number.isInteger(owner) && owner < 2 ** 31)) {
-      throw new RangeError(`Invalid owner ${owner}: expected a non-negative integer`);
+    if (!(owner >= 0 && Number.isInteger(owner) && owner <= OWNER_MAX)) {
+      throw new RangeError(`Invalid owner ${owner}: expected an integer in [0, ${OWNER_MAX}]`);
     }
     this.#allocCalls++;
     let j = order;
@@ -419,7 +424,13 @@ export class BuddyPageAllocator {
   }
 
   #addOwnerFrames(owner: number, delta: number): void {
-    const now = (this.#ownerFrames[owner] ?? 0) + delta;
+    if (owner >= this.#ownerFrames.length) {
+      let n = this.#ownerFrames.length;
+      while (n <= owner) n *= 2;
+      this.#ownerFrames = grown(this.#ownerFrames, n);
+      this.#ownerPeakFrames = grown(this.#ownerPeakFrames, n);
+    }
+    const now = this.#ownerFrames[owner]! + delta;
     this.#ownerFrames[owner] = now;
     if (now > (this.#ownerPeakFrames[owner] ?? 0)) this.#ownerPeakFrames[owner] = now;
   }

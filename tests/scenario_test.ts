@@ -5,6 +5,7 @@ import {
   parseScenario,
   runScenario,
   runScenarioOnEngine,
+  runSpecialisation,
   type Scenario,
   ScenarioSchema,
 } from "../guests/scenario.ts";
@@ -134,5 +135,44 @@ Deno.test("scenario: bad scenario files say which field is wrong", () => {
         }),
       ),
     /extra/,
+  );
+});
+
+Deno.test("scenario: own heaps boot first, serve locally, and return every page", async () => {
+  const s = scenario([
+    {
+      name: "own",
+      vcpus: 2,
+      max_pages: 8192,
+      workload: "redis",
+      scale: 0.1,
+      heap: { own: "slub" },
+    },
+    { name: "hv", vcpus: 1, max_pages: 8192, workload: "redis", scale: 0.1 },
+  ], ["tlsf"]);
+  const r = await runScenario(s, { timing: false });
+  const [own, hv] = r.runs[0]!.guests;
+  assert.equal(own!.heap, "own:slub");
+  assert.equal(hv!.heap, "hypervisor");
+  assert.ok(own!.boot_cycles > 0, "reserving and initialising the own heap costs cycles");
+  assert.equal(hv!.boot_cycles, 0);
+  assert.ok(own!.peak_pages >= 64, "at least the initial reservation");
+  assert.ok(own!.ops > 100 && hv!.ops > 100);
+  assert.ok(own!.makespan_cycles > own!.boot_cycles, "vCPUs start after boot");
+});
+
+Deno.test("scenario: specialisation tries every own-heap engine on every guest", async () => {
+  const s = scenario([{ name: "r", vcpus: 2, max_pages: 16384, workload: "redis", scale: 0.1 }], [
+    "tlsf",
+  ]);
+  const r = await runSpecialisation(s, ["tlsf", "buddy"], { timing: false });
+  assert.deepEqual(r.engines, ["tlsf", "buddy"]);
+  const [tlsf, buddy] = r.guests[0]!.results;
+  assert.equal(tlsf!.heap, "own:tlsf");
+  assert.equal(buddy!.heap, "own:buddy");
+  // bbuddy's every malloc is at least a page: Redis's small objects cost it far more.
+  assert.ok(
+    buddy!.peak_pages > 2 * tlsf!.peak_pages,
+    `${buddy!.peak_pages} vs ${tlsf!.peak_pages}`,
   );
 });

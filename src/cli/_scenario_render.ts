@@ -5,7 +5,7 @@
  */
 
 import { type Cell, renderTable } from "../table.ts";
-import type { GuestResult, ScenarioResult } from "../../guests/scenario.ts";
+import type { GuestResult, ScenarioResult, SpecialisationResult } from "../../guests/scenario.ts";
 
 /** Render `r` as the tables `deno task sim` prints. */
 export function renderScenario(r: ScenarioResult, timing: boolean): string[] {
@@ -110,6 +110,66 @@ export function renderScenario(r: ScenarioResult, timing: boolean): string[] {
   );
   out.push(
     "Cycles are modelled (src/cost_model.ts); the same seed and flags give the same figures.",
+  );
+  return out;
+}
+
+/** Render the specialisation table: which own-heap allocator wins for which guest. */
+export function renderSpecialisation(r: SpecialisationResult): string[] {
+  const out: string[] = [];
+  const header = ["guest", ...r.engines];
+  const table = (
+    title: string,
+    cell: (g: GuestResult) => string,
+    value: (g: GuestResult) => number,
+  ) => {
+    out.push("", title);
+    const rows: Cell[][] = r.guests.map((g) => {
+      const failed = g.results.map((x) => Object.values(x.failures).some((n) => n > 0));
+      const values = g.results.map(value);
+      const eligible = values.filter((_, i) => !failed[i]);
+      const best = Math.min(...eligible);
+      const several = new Set(eligible).size > 1;
+      return [
+        `${g.guest} (${g.workload})`,
+        ...g.results.map((x, i) =>
+          cell(x) + (failed[i] ? " !" : several && values[i] === best ? " *" : "  ")
+        ),
+      ];
+    });
+    out.push(renderTable(header, rows));
+  };
+  table(
+    "Footprint: pages the machine reserved for the guest's own heap (overhead = pages x 4 KiB / peak live bytes)",
+    (g) => `${g.peak_pages} (${g.overhead_ratio.toFixed(2)}x)`,
+    (g) => g.peak_pages,
+  );
+  table(
+    "Latency: modelled cycles per call, p99 (max)",
+    (g) => `${g.latency_cycles.p99} (${g.latency_cycles.max})`,
+    (g) => g.latency_cycles.p99,
+  );
+  table(
+    "Boot: cycles to reserve the initial pages and initialise the allocator",
+    (g) => String(g.boot_cycles),
+    (g) => g.boot_cycles,
+  );
+  out.push("", "Which allocator wins (footprint; latency):");
+  for (const g of r.guests) {
+    const ok = g.results.map((x, i) => ({ x, engine: r.engines[i]! })).filter(({ x }) =>
+      Object.values(x.failures).every((n) => n === 0)
+    );
+    const by = (f: (x: GuestResult) => number) =>
+      ok.reduce((a, b) => (f(b.x) < f(a.x) ? b : a)).engine;
+    out.push(
+      ok.length === 0
+        ? `  ${g.guest}: every allocator failed some allocations`
+        : `  ${g.guest}: ${by((x) => x.peak_pages)}; ${by((x) => x.latency_cycles.p99)}`,
+    );
+  }
+  out.push(
+    "",
+    "* = best in its row; ! = some allocations failed (not ranked). The hypervisor's pools run tlsf.",
   );
   return out;
 }

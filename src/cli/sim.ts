@@ -34,10 +34,11 @@ import {
   DEFAULT_SCENARIO,
   parseScenario,
   runScenario,
+  runSpecialisation,
   type Scenario,
 } from "../../guests/scenario.ts";
 import type { FetchLike } from "../../guests/client.ts";
-import { renderScenario } from "./_scenario_render.ts";
+import { renderScenario, renderSpecialisation } from "./_scenario_render.ts";
 
 /** Default seed of every run. */
 export const DEFAULT_SEED = 42;
@@ -53,6 +54,8 @@ Usage:
   deno task sim [scenario] [options]     guests with SMP vCPUs asking one hypervisor for
                                          memory through its control plane, once per engine
                                          (the default: a multi-tenant scenario)
+  deno task sim specialise [options]     the scenario's guests on their own heaps, once per
+                                         engine: which allocator wins for which guest
   deno task sim compare [options]        every engine on every single-CPU built-in workload,
                                          plus the near-page wastage curve
   deno task sim replay --engine NAME --trace FILE [options]
@@ -72,6 +75,7 @@ Options of scenario:
   --listen            send every request over a real loopback socket instead of in process
   --print-scenario    print the scenario as JSON and exit
   --no-timing, --json, --quiet   as for compare
+  specialise takes the same options; --engines names the own-heap allocators to try.
 
 Options of compare:
   --seed N            seed of the run, 0..${SEED_MAX} (default ${DEFAULT_SEED}); printed first
@@ -406,25 +410,7 @@ async function scenarioCommand(flags: Flags, out: string[]): Promise<void> {
     "json",
     "quiet",
   ]);
-  let scenario: Scenario = DEFAULT_SCENARIO;
-  if (flags.scenario !== undefined) {
-    const path = userPath(flags.scenario);
-    let text: string;
-    try {
-      text = Deno.readTextFileSync(path);
-    } catch (e) {
-      throw new UsageError(`Cannot read scenario ${path}: ${(e as Error).message}`);
-    }
-    scenario = parseScenario(text, flags.scenario);
-  }
-  scenario = {
-    ...scenario,
-    seed: intFlag(flags, "seed", scenario.seed, 0, SEED_MAX),
-    engines: listFlag(flags.engines, ENGINE_NAMES, "engines") ?? scenario.engines,
-    machine_mib: flags["machine-mib"] === undefined
-      ? scenario.machine_mib
-      : machineBytesFlag(flags) / MiB(1),
-  };
+  const scenario = scenarioFromFlags(flags);
   if (flags["print-scenario"]) {
     out.push(JSON.stringify(scenario, null, 2));
     return;
@@ -451,6 +437,60 @@ async function scenarioCommand(flags: Flags, out: string[]): Promise<void> {
   onProgress?.(1, 1, "done");
   if (flags.json) out.push(JSON.stringify(result, null, 2));
   else out.push(...renderScenario(result, timing));
+}
+
+/** The scenario of `--scenario`, with `--seed`, `--engines`, `--machine-mib` applied. */
+function scenarioFromFlags(flags: Flags): Scenario {
+  let scenario: Scenario = DEFAULT_SCENARIO;
+  if (flags.scenario !== undefined) {
+    const path = userPath(flags.scenario);
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(path);
+    } catch (e) {
+      throw new UsageError(`Cannot read scenario ${path}: ${(e as Error).message}`);
+    }
+    scenario = parseScenario(text, flags.scenario);
+  }
+  return {
+    ...scenario,
+    seed: intFlag(flags, "seed", scenario.seed, 0, SEED_MAX),
+    engines: listFlag(flags.engines, ENGINE_NAMES, "engines") ?? scenario.engines,
+    machine_mib: flags["machine-mib"] === undefined
+      ? scenario.machine_mib
+      : machineBytesFlag(flags) / MiB(1),
+  };
+}
+
+async function specialiseCommand(flags: Flags, out: string[]): Promise<void> {
+  allowOnly(flags, "specialise", [
+    "scenario",
+    "seed",
+    "engines",
+    "machine-mib",
+    "listen",
+    "no-timing",
+    "json",
+    "quiet",
+  ]);
+  const scenario = scenarioFromFlags(flags);
+  if (!flags.json) {
+    out.push(
+      `seed=${scenario.seed}  scenario=${scenario.name}  own-heap engines=${
+        scenario.engines.join(",")
+      }`,
+    );
+    flush(out);
+  }
+  const onProgress = progressReporter(flags);
+  const result = await runSpecialisation(scenario, scenario.engines, {
+    timing: !flags["no-timing"],
+    ...(onProgress ? { onProgress } : {}),
+    ...(flags.listen ? { transport: serveOnLoopback } : {}),
+  });
+  onProgress?.(1, 1, "done");
+  if (flags.json) out.push(JSON.stringify(result, null, 2));
+  else out.push(...renderSpecialisation(result));
 }
 
 /** Serve `app` on a free loopback port; requests go over the socket. */
@@ -658,6 +698,7 @@ export async function main(args: string[]): Promise<number> {
     const command = positionals[0] ?? "scenario";
     const commands: Record<string, (f: Flags, o: string[]) => void | Promise<void>> = {
       scenario: scenarioCommand,
+      specialise: specialiseCommand,
       compare,
       replay,
       curve,
