@@ -28,9 +28,9 @@ import { assertMachineBytes, Hypervisor } from "../hypervisor/hypervisor.ts";
 import { createControlPlane } from "../hypervisor/control_plane/app.ts";
 import type { AllocFailureCause } from "../hypervisor/xmalloc/engine.ts";
 import { ENGINE_NAMES } from "../hypervisor/xmalloc/registry.ts";
-import { ControlPlaneClient, type FetchLike } from "./client.ts";
+import { ControlPlaneClient, type DomainInfo, type FetchLike } from "./client.ts";
 import { VcpuScheduler } from "./scheduler.ts";
-import { OwnHeap, type OwnHeapOpResult } from "./own_heap.ts";
+import { OwnHeap, type OwnHeapOpResult, type OwnHeapStats } from "./own_heap.ts";
 import { SMP_WORKLOADS, smpWorkloadDescriptor, type SmpWorkloadRun } from "./smp_workloads.ts";
 
 /** Most operations one run may execute (a bound on every loop). */
@@ -192,6 +192,8 @@ export interface RunOptions {
   transport?: (
     app: { fetch: FetchLike },
   ) => Promise<{ send: FetchLike; baseUrl: string; close(): Promise<void> }>;
+  /** With a transport: each guest in a Worker of its own (real concurrency between guests). */
+  workers?: boolean;
 }
 
 const ADMIN_TOKEN = "scenario-admin-token-0000";
@@ -212,7 +214,7 @@ function latency(h: IntegerHistogram): LatencyPercentiles {
 }
 
 /** Per-guest state while a run goes on. */
-interface GuestState {
+export interface GuestState {
   spec: GuestSpec;
   client: ControlPlaneClient;
   domainId: number;
@@ -227,8 +229,216 @@ interface GuestState {
   latency: IntegerHistogram;
 }
 
+/** What a guest's driver measured (guest-side figures), in every transport. */
+export interface GuestRunFigures {
+  ops: number;
+  failures: Record<AllocFailureCause, number>;
+  peakLiveBytes: number;
+  /** Latency histogram counts, as [cycles, count] pairs. */
+  latency: [number, number][];
+  makespanCycles: number;
+  bootCycles: number;
+  /** The own heap's figures at the end (before shutdown), if the guest has one. */
+  own: OwnHeapStats | null;
+}
+
+/** Boot one guest whose tenant and domain exist: its own heap (if any) and workload. */
+async function bootGuest(
+  spec: GuestSpec,
+  seed: number,
+  client: ControlPlaneClient,
+  domainId: number,
+  firstVcpu: number,
+): Promise<GuestState> {
+  const prng = new Prng(deriveSeed(seed, `${spec.name}/${spec.workload}`));
+  const own = spec.heap === "hypervisor" ? null : await OwnHeap.boot(client, domainId, {
+    engine: spec.heap.own,
+    vcpus: spec.vcpus,
+    initialPages: spec.heap.initial_pages,
+    growPages: spec.heap.grow_pages,
+    atCycles: 0,
+  });
+  return {
+    spec,
+    client,
+    domainId,
+    own,
+    run: smpWorkloadDescriptor(spec.workload).create(prng, spec.vcpus, spec.scale),
+    firstVcpu,
+    handles: new Map(),
+    liveBytes: 0,
+    peakLiveBytes: 0,
+    ops: 0,
+    failures: { exhaustion: 0, contiguity: 0, quota: 0, unservable: 0 },
+    latency: new IntegerHistogram(),
+  };
+}
+
 /**
- * Run `scenario` with every hypervisor pool on `engine`.
+ * Drive `guests`' vCPUs to the end on one virtual-time scheduler; returns the figures
+ * per guest (after its own heap, if any, is shut down) and the operation count.
+ */
+export async function driveGuests(guests: GuestState[], seed: number): Promise<GuestRunFigures[]> {
+  const owner: GuestState[] = [];
+  for (const g of guests) for (let v = 0; v < g.spec.vcpus; v++) owner.push(g);
+  const scheduler = new VcpuScheduler(owner.length);
+  for (const g of guests) { // a guest's vCPUs start once its heap has booted
+    const boot = g.own?.bootCycles ?? 0;
+    for (let v = 0; v < g.spec.vcpus; v++) scheduler.advance(g.firstVcpu + v, boot);
+  }
+  let ops = 0;
+  for (let v = scheduler.peek(); v >= 0; v = scheduler.peek()) {
+    const g = owner[v]!;
+    const local = v - g.firstVcpu;
+    const op = g.run.next(local);
+    if (op === null) {
+      scheduler.park(v);
+      continue;
+    }
+    if (++ops > SCENARIO_OPS_MAX) {
+      throw new Error(`Scenario (seed ${seed}) ran over ${SCENARIO_OPS_MAX} ops`);
+    }
+    const at = scheduler.clock(v);
+    if (op.kind === "compute") {
+      scheduler.advance(v, op.cycles);
+      continue;
+    }
+    let cost: number;
+    if (op.kind === "alloc") {
+      const r = g.own
+        ? own(await g.own.allocate(op.size, 1, local, at))
+        : await g.client.alloc(g.domainId, { size: op.size, vcpu: local, at_cycles: at });
+      g.run.allocated(op.handle, r.ok);
+      if (r.ok) {
+        g.handles.set(op.handle, { address: r.address, size: op.size });
+        g.liveBytes += op.size;
+        if (g.liveBytes > g.peakLiveBytes) g.peakLiveBytes = g.liveBytes;
+      } else {
+        g.failures[r.cause!]++;
+      }
+      cost = r.cycles + r.lock_wait_cycles;
+    } else {
+      const block = g.handles.get(op.handle);
+      if (block === undefined) {
+        throw new Error(
+          `Workload ${g.spec.workload} (seed ${seed}) freed handle ${op.handle}, not live`,
+        );
+      }
+      const r = g.own
+        ? own(g.own.free(block.address, local, at))
+        : await g.client.free(g.domainId, { address: block.address, vcpu: local, at_cycles: at });
+      g.handles.delete(op.handle);
+      g.liveBytes -= block.size;
+      cost = r.cycles + r.lock_wait_cycles;
+    }
+    g.ops++;
+    g.latency.add(cost);
+    scheduler.advance(v, cost);
+  }
+  const figures: GuestRunFigures[] = [];
+  for (const g of guests) {
+    if (g.handles.size !== 0) {
+      throw new Error(
+        `Workload ${g.spec.workload} (seed ${seed}) ended with ${g.handles.size} live objects`,
+      );
+    }
+    let makespan = 0;
+    for (let v = 0; v < g.spec.vcpus; v++) {
+      makespan = Math.max(makespan, scheduler.clock(g.firstVcpu + v));
+    }
+    const ownStats = g.own?.stats() ?? null;
+    await g.own?.shutdown();
+    figures.push({
+      ops: g.ops,
+      failures: g.failures,
+      peakLiveBytes: g.peakLiveBytes,
+      latency: g.latency.entries(),
+      makespanCycles: makespan,
+      bootCycles: g.own?.bootCycles ?? 0,
+      own: ownStats,
+    });
+  }
+  return figures;
+}
+
+/** Run one guest in a Worker over HTTP (`--listen`): real concurrency between guests. */
+function driveInWorker(
+  spec: GuestSpec,
+  seed: number,
+  baseUrl: string,
+  token: string,
+  domainId: number,
+): Promise<GuestRunFigures> {
+  const worker = new Worker(new URL("./_guest_worker.ts", import.meta.url).href, {
+    type: "module",
+  });
+  return new Promise((resolve, reject) => {
+    worker.onmessage = (e: MessageEvent) => {
+      worker.terminate();
+      if (e.data.error) {
+        reject(new Error(`Guest ${spec.name} failed in its worker: ${e.data.error}`));
+      } else resolve(e.data.figures as GuestRunFigures);
+    };
+    worker.onerror = (e) => {
+      worker.terminate();
+      e.preventDefault();
+      reject(new Error(`Guest ${spec.name} failed in its worker: ${e.message}`));
+    };
+    worker.postMessage({ spec, seed, baseUrl, token, domainId });
+  });
+}
+
+/** The guest's figures, from the driver and the hypervisor's view of its domain. */
+function guestResult(spec: GuestSpec, f: GuestRunFigures, d: DomainInfo): GuestResult {
+  // The guest's memory as the machine sees it: the domain's pool, or for an own heap
+  // the reservation (it only grows until shutdown, so its end is its peak).
+  const smp = f.own ? f.own.smp : d.smp;
+  const peakPages = f.own ? f.own.reserved_pages : d.peak_pages;
+  const latency = IntegerHistogram.fromEntries(f.latency);
+  return {
+    guest: spec.name,
+    workload: spec.workload,
+    vcpus: spec.vcpus,
+    ops: f.ops,
+    failures: f.failures,
+    peak_pages: peakPages,
+    peak_live_requested_bytes: f.peakLiveBytes,
+    overhead_ratio: f.peakLiveBytes === 0
+      ? 0
+      : roundTo((peakPages * PAGE_SIZE_BYTES) / f.peakLiveBytes, 6),
+    latency_cycles: {
+      p50: latency.percentile(0.5),
+      p99: latency.percentile(0.99),
+      p999: latency.percentile(0.999),
+      max: latency.max,
+    },
+    per_vcpu: smp.per_vcpu.map((p) => ({
+      vcpu: p.vcpu,
+      ops: p.ops,
+      lock_wait_cycles: p.lock_wait_cycles,
+      latency_cycles: {
+        p50: p.latency_cycles.p50,
+        p99: p.latency_cycles.p99,
+        p999: p.latency_cycles.p999,
+        max: p.latency_cycles.max,
+      },
+    })),
+    lock_wait_cycles: smp.per_vcpu.reduce((s, p) => s + p.lock_wait_cycles, 0),
+    lock_contended: smp.pool_lock.contended,
+    cache_line_transfers: smp.cache_line_transfers,
+    false_sharing_peak_lines: smp.false_sharing.peak_shared_lines,
+    false_sharing_events: smp.false_sharing.events,
+    makespan_cycles: f.makespanCycles,
+    heap: spec.heap === "hypervisor" ? "hypervisor" : `own:${spec.heap.own}`,
+    boot_cycles: f.bootCycles,
+  };
+}
+
+/**
+ * Run `scenario` with every hypervisor pool on `engine`. In process (the default) every
+ * vCPU of every guest is on one scheduler: one seed, one interleaving. With
+ * `workers` (and a transport), each guest runs in a Worker over HTTP: guests really run
+ * concurrently, each still on its own virtual clock.
  *
  * @throws {Error} if an invariant breaks (a bug), naming the seed
  */
@@ -238,14 +448,15 @@ export async function runScenarioOnEngine(
   options: RunOptions = {},
 ): Promise<EngineRunResult> {
   const hv = new Hypervisor({ engine, machineBytes: MiB(scenario.machine_mib) });
+  const inWorkers = options.workers === true && options.transport !== undefined;
+  hv.tenancy.modelHeapLock = !inWorkers; // guests in Workers: one clock each
   const { app } = createControlPlane(hv, { adminToken: ADMIN_TOKEN });
   const served = options.transport ? await options.transport(app) : undefined;
   const send: FetchLike = served ? served.send : (r) => app.fetch(r);
   const baseUrl = served?.baseUrl ?? "http://heapvisor.invalid";
   try {
     const admin = new ControlPlaneClient(send, baseUrl, ADMIN_TOKEN);
-    const guests: GuestState[] = [];
-    let vcpuTotal = 0;
+    const domains: { client: ControlPlaneClient; token: string; domainId: number }[] = [];
     for (const spec of scenario.guests) {
       const tenant = await admin.createTenant({
         name: spec.name,
@@ -258,144 +469,43 @@ export async function runScenarioOnEngine(
         vcpus: spec.vcpus,
         max_pages: spec.max_pages,
       });
-      const prng = new Prng(deriveSeed(scenario.seed, `${spec.name}/${spec.workload}`));
-      const own = spec.heap === "hypervisor" ? null : await OwnHeap.boot(client, domain.id, {
-        engine: spec.heap.own,
-        vcpus: spec.vcpus,
-        initialPages: spec.heap.initial_pages,
-        growPages: spec.heap.grow_pages,
-        atCycles: 0,
-      });
-      guests.push({
-        spec,
-        client,
-        domainId: domain.id,
-        own,
-        run: smpWorkloadDescriptor(spec.workload).create(prng, spec.vcpus, spec.scale),
-        firstVcpu: vcpuTotal,
-        handles: new Map(),
-        liveBytes: 0,
-        peakLiveBytes: 0,
-        ops: 0,
-        failures: { exhaustion: 0, contiguity: 0, quota: 0, unservable: 0 },
-        latency: new IntegerHistogram(),
-      });
-      vcpuTotal += spec.vcpus;
-    }
-    const owner: GuestState[] = [];
-    for (const g of guests) for (let v = 0; v < g.spec.vcpus; v++) owner.push(g);
-    const scheduler = new VcpuScheduler(vcpuTotal);
-    for (const g of guests) { // a guest's vCPUs start once its heap has booted
-      const boot = g.own?.bootCycles ?? 0;
-      for (let v = 0; v < g.spec.vcpus; v++) scheduler.advance(g.firstVcpu + v, boot);
+      domains.push({ client, token: tenant.token, domainId: domain.id });
     }
     const t0 = performance.now();
-    let ops = 0;
-    for (let v = scheduler.peek(); v >= 0; v = scheduler.peek()) {
-      const g = owner[v]!;
-      const local = v - g.firstVcpu;
-      const op = g.run.next(local);
-      if (op === null) {
-        scheduler.park(v);
-        continue;
-      }
-      if (++ops > SCENARIO_OPS_MAX) {
-        throw new Error(
-          `Scenario ${scenario.name} (seed ${scenario.seed}) ran over ${SCENARIO_OPS_MAX} ops`,
+    let figures: GuestRunFigures[];
+    if (inWorkers && served) {
+      figures = await Promise.all(
+        scenario.guests.map((spec, i) =>
+          driveInWorker(
+            spec,
+            scenario.seed,
+            served.baseUrl,
+            domains[i]!.token,
+            domains[i]!.domainId,
+          )
+        ),
+      );
+    } else {
+      const guests: GuestState[] = [];
+      let first = 0;
+      for (const [i, spec] of scenario.guests.entries()) {
+        guests.push(
+          await bootGuest(spec, scenario.seed, domains[i]!.client, domains[i]!.domainId, first),
         );
+        first += spec.vcpus;
       }
-      const at = scheduler.clock(v);
-      if (op.kind === "compute") {
-        scheduler.advance(v, op.cycles);
-        continue;
-      }
-      let cost: number;
-      if (op.kind === "alloc") {
-        const r = g.own
-          ? own(await g.own.allocate(op.size, 1, local, at))
-          : await g.client.alloc(g.domainId, { size: op.size, vcpu: local, at_cycles: at });
-        g.run.allocated(op.handle, r.ok);
-        if (r.ok) {
-          g.handles.set(op.handle, { address: r.address, size: op.size });
-          g.liveBytes += op.size;
-          if (g.liveBytes > g.peakLiveBytes) g.peakLiveBytes = g.liveBytes;
-        } else {
-          g.failures[r.cause!]++;
-        }
-        cost = r.cycles + r.lock_wait_cycles;
-      } else {
-        const block = g.handles.get(op.handle);
-        if (block === undefined) {
-          throw new Error(
-            `Workload ${g.spec.workload} (seed ${scenario.seed}) freed handle ${op.handle}, not live`,
-          );
-        }
-        const r = g.own
-          ? own(g.own.free(block.address, local, at))
-          : await g.client.free(g.domainId, { address: block.address, vcpu: local, at_cycles: at });
-        g.handles.delete(op.handle);
-        g.liveBytes -= block.size;
-        cost = r.cycles + r.lock_wait_cycles;
-      }
-      g.ops++;
-      g.latency.add(cost);
-      scheduler.advance(v, cost);
+      figures = await driveGuests(guests, scenario.seed);
     }
+    const ops = figures.reduce((s, f) => s + f.ops, 0);
     const hostNs = ((performance.now() - t0) * 1e6) / Math.max(ops, 1);
     const results: GuestResult[] = [];
-    for (const g of guests) {
-      if (g.handles.size !== 0) {
+    for (const [i, spec] of scenario.guests.entries()) {
+      const { client, domainId } = domains[i]!;
+      results.push(guestResult(spec, figures[i]!, await client.domain(domainId)));
+      await client.destroyDomain(domainId);
+      if (hv.pages.pagesOwnedBy(domainId) !== 0) {
         throw new Error(
-          `Workload ${g.spec.workload} (seed ${scenario.seed}) ended with ${g.handles.size} live objects`,
-        );
-      }
-      // The guest's memory as the machine sees it: the domain's pool, or for an own heap
-      // the reservation (it only grows until shutdown, so its end is its peak).
-      const ownStats = g.own?.stats();
-      const d = await g.client.domain(g.domainId);
-      const smp = ownStats ? ownStats.smp : d.smp;
-      const peakPages = ownStats ? ownStats.reserved_pages : d.peak_pages;
-      let makespan = 0;
-      for (let v = 0; v < g.spec.vcpus; v++) {
-        makespan = Math.max(makespan, scheduler.clock(g.firstVcpu + v));
-      }
-      results.push({
-        guest: g.spec.name,
-        workload: g.spec.workload,
-        vcpus: g.spec.vcpus,
-        ops: g.ops,
-        failures: g.failures,
-        peak_pages: peakPages,
-        peak_live_requested_bytes: g.peakLiveBytes,
-        overhead_ratio: g.peakLiveBytes === 0
-          ? 0
-          : roundTo((peakPages * PAGE_SIZE_BYTES) / g.peakLiveBytes, 6),
-        latency_cycles: latency(g.latency),
-        per_vcpu: smp.per_vcpu.map((p) => ({
-          vcpu: p.vcpu,
-          ops: p.ops,
-          lock_wait_cycles: p.lock_wait_cycles,
-          latency_cycles: {
-            p50: p.latency_cycles.p50,
-            p99: p.latency_cycles.p99,
-            p999: p.latency_cycles.p999,
-            max: p.latency_cycles.max,
-          },
-        })),
-        lock_wait_cycles: smp.per_vcpu.reduce((s, p) => s + p.lock_wait_cycles, 0),
-        lock_contended: smp.pool_lock.contended,
-        cache_line_transfers: smp.cache_line_transfers,
-        false_sharing_peak_lines: smp.false_sharing.peak_shared_lines,
-        false_sharing_events: smp.false_sharing.events,
-        makespan_cycles: makespan,
-        heap: g.spec.heap === "hypervisor" ? "hypervisor" : `own:${g.spec.heap.own}`,
-        boot_cycles: g.own?.bootCycles ?? 0,
-      });
-      await g.own?.shutdown();
-      await g.client.destroyDomain(g.domainId);
-      if (hv.pages.pagesOwnedBy(g.domainId) !== 0) {
-        throw new Error(
-          `Domain ${g.domainId} kept pages after it was destroyed (seed ${scenario.seed})`,
+          `Domain ${domainId} kept pages after it was destroyed (seed ${scenario.seed})`,
         );
       }
     }
@@ -407,6 +517,19 @@ export async function runScenarioOnEngine(
   } finally {
     await served?.close();
   }
+}
+
+/** Boot and drive one guest (the body of a guest Worker). */
+export async function runGuestOverHttp(
+  spec: GuestSpec,
+  seed: number,
+  baseUrl: string,
+  token: string,
+  domainId: number,
+): Promise<GuestRunFigures> {
+  const client = ControlPlaneClient.overHttp(baseUrl, token);
+  const guest = await bootGuest(spec, seed, client, domainId, 0);
+  return (await driveGuests([guest], seed))[0]!;
 }
 
 /** Run `scenario` once per engine it names. */

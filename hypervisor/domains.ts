@@ -295,7 +295,7 @@ export class Domain {
   readonly reservationOwner: number;
 
   readonly #pages: BuddyPageAllocator;
-  readonly #heapLock: VirtualLock;
+  readonly #heapLock: VirtualLock | null;
   readonly #maxPages: number;
   // Frames of the reserved order-0 pages, in the order they were granted.
   #reservedFrames = new Int32Array(0);
@@ -329,7 +329,7 @@ export class Domain {
     tenantId: number,
     spec: Required<DomainSpec>,
     pages: BuddyPageAllocator,
-    heapLock: VirtualLock,
+    heapLock: VirtualLock | null,
   ) {
     this.id = id;
     this.tenantId = tenantId;
@@ -580,7 +580,7 @@ export class Domain {
    */
   #reservationCost(pages: number, atCycles: number | undefined) {
     const cycles = modelledCycles(pages, pages);
-    const lockWaitCycles = atCycles === undefined
+    const lockWaitCycles = atCycles === undefined || this.#heapLock === null
       ? 0
       : this.#heapLock.acquire(atCycles, pages * PAGE_ALLOCATOR_CALL_CYCLES);
     return { cycles, lockWaitCycles };
@@ -651,6 +651,12 @@ export class Domain {
 export class Tenancy {
   /** The machine's heap lock (Xen's `heap_lock`): every page-allocator call holds it. */
   readonly heapLock: VirtualLock = new VirtualLock();
+  /**
+   * Whether domains wait for the heap lock. Off when domains' callers run on clocks
+   * that are not one timeline (guests in Workers): their virtual times cannot be
+   * compared, so waiting across domains would be invented.
+   */
+  modelHeapLock = true;
   readonly #pages: BuddyPageAllocator;
   readonly #defaultEngine: string;
   readonly #tenants = new Map<number, Tenant>();
@@ -754,7 +760,7 @@ export class Tenancy {
       tenantId,
       { ...spec, engine },
       this.#pages,
-      this.heapLock,
+      this.modelHeapLock ? this.heapLock : null,
     );
     this.#domains.set(domain.id, domain);
     return domain;

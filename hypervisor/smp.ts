@@ -142,7 +142,7 @@ class FalseSharing {
 /** The SMP accounting of one pool. */
 export class SmpAccounting {
   readonly #poolLock = new VirtualLock();
-  readonly #heapLock: VirtualLock;
+  readonly #heapLock: VirtualLock | null;
   readonly #ops: Float64Array;
   readonly #lockWait: Float64Array;
   readonly #latency: IntegerHistogram[];
@@ -152,9 +152,10 @@ export class SmpAccounting {
 
   /**
    * @param vcpus vCPUs of the pool
-   * @param heapLock the machine's heap lock, shared by every pool
+   * @param heapLock the machine's heap lock, shared by every pool (null: not modelled,
+   *   when pools run on clocks that are not one timeline)
    */
-  constructor(vcpus: number, heapLock: VirtualLock) {
+  constructor(vcpus: number, heapLock: VirtualLock | null) {
     this.#heapLock = heapLock;
     this.#ops = new Float64Array(vcpus);
     this.#lockWait = new Float64Array(vcpus);
@@ -183,7 +184,7 @@ export class SmpAccounting {
     let wait = 0;
     if (atCycles !== undefined) {
       if (shared) wait += this.#poolLock.acquire(atCycles, cycles);
-      if (pageCalls > 0) {
+      if (pageCalls > 0 && this.#heapLock !== null) {
         wait += this.#heapLock.acquire(atCycles + wait, pageCalls * PAGE_ALLOCATOR_CALL_CYCLES);
       }
     }

@@ -71,6 +71,20 @@ export class IntegerHistogram {
     return this.max;
   }
 
+  /** The samples as [value, count] pairs, ascending (to send a histogram elsewhere). */
+  entries(): [number, number][] {
+    const out: [number, number][] = [];
+    for (let v = 0; v <= this.max; v++) if (this.#counts[v]! > 0) out.push([v, this.#counts[v]!]);
+    return out;
+  }
+
+  /** A histogram of the [value, count] pairs that {@link entries} gave. */
+  static fromEntries(entries: readonly [number, number][]): IntegerHistogram {
+    const h = new IntegerHistogram();
+    for (const [v, n] of entries) h.addCount(v, n);
+    return h;
+  }
+
   /** Add every sample of `other`. */
   merge(other: IntegerHistogram): void {
     for (let v = 0; v <= other.max; v++) {

@@ -176,3 +176,26 @@ Deno.test("scenario: specialisation tries every own-heap engine on every guest",
     `${buddy!.peak_pages} vs ${tlsf!.peak_pages}`,
   );
 });
+
+Deno.test("scenario: a guest in a Worker over a real socket gets the same figures as in process", async () => {
+  const s = scenario([
+    { name: "w", vcpus: 2, max_pages: 8192, workload: "larson", scale: 0.1 },
+  ], ["slub"]);
+  const inProcess = await runScenarioOnEngine(s, "slub", { timing: false });
+  const inWorker = await runScenarioOnEngine(s, "slub", {
+    timing: false,
+    workers: true,
+    transport: (app: { fetch: FetchLike }) => {
+      const server = Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+        (r) => app.fetch(r),
+      );
+      return Promise.resolve({
+        send: (r: Request) => fetch(r),
+        baseUrl: `http://127.0.0.1:${server.addr.port}`,
+        close: () => server.shutdown(),
+      });
+    },
+  });
+  assert.deepEqual(inWorker, inProcess);
+});

@@ -217,6 +217,10 @@ export function createControlPlane(
   const batchLimit = limit(BATCH_BODY_MAX_BYTES);
   const defaultLimit = limit(BODY_MAX_BYTES);
   app.use("*", (c, next) => {
+    // GET, HEAD and DELETE carry no body here: nothing to limit (and bodyLimit would
+    // rewrap the request for nothing).
+    const method = c.req.method;
+    if (method === "GET" || method === "HEAD" || method === "DELETE") return next();
     const batch = c.req.path.endsWith("/batch");
     // What bodyLimit decides from a Content-Length under the limit (go on), decided
     // without touching `request.body`, which would make a stream of the body for

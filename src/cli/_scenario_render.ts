@@ -8,7 +8,7 @@ import { type Cell, renderTable } from "../table.ts";
 import type { GuestResult, ScenarioResult, SpecialisationResult } from "../../guests/scenario.ts";
 
 /** Render `r` as the tables `deno task sim` prints. */
-export function renderScenario(r: ScenarioResult, timing: boolean): string[] {
+export function renderScenario(r: ScenarioResult, timing: boolean, workers = false): string[] {
   const out: string[] = [];
   const header = ["guest", ...r.engines];
   const rows = (cell: (g: GuestResult) => string, rank?: (g: GuestResult) => number): Cell[][] =>
@@ -109,7 +109,9 @@ export function renderScenario(r: ScenarioResult, timing: boolean): string[] {
     "* = best in its row; ! = some allocations failed, so the engine served less and is not ranked.",
   );
   out.push(
-    "Cycles are modelled (src/cost_model.ts); the same seed and flags give the same figures.",
+    workers
+      ? "Guests ran in Workers, each on its own clock: the machine-wide heap lock is not modelled across them."
+      : "Cycles are modelled (src/cost_model.ts); the same seed and flags give the same figures.",
   );
   return out;
 }

@@ -72,7 +72,10 @@ Options of scenario:
   --seed N            seed of the run (default: the scenario's, 42)
   --engines A,B       engines (default: the scenario's, all)
   --machine-mib N     machine memory in MiB (default: the scenario's, 1024)
-  --listen            send every request over a real loopback socket instead of in process
+  --listen            serve the control plane on a loopback socket and run each guest in a
+                      Worker of its own over HTTP: guests really run concurrently (each on
+                      its own virtual clock); pool figures match in-process runs, lock wait
+                      for the machine-wide heap lock and host time may differ
   --print-scenario    print the scenario as JSON and exit
   --no-timing, --json, --quiet   as for compare
   specialise takes the same options; --engines names the own-heap allocators to try.
@@ -432,11 +435,11 @@ async function scenarioCommand(flags: Flags, out: string[]): Promise<void> {
   const result = await runScenario(scenario, {
     timing,
     ...(onProgress ? { onProgress } : {}),
-    ...(flags.listen ? { transport: serveOnLoopback } : {}),
+    ...(flags.listen ? { transport: serveOnLoopback, workers: true } : {}),
   });
   onProgress?.(1, 1, "done");
   if (flags.json) out.push(JSON.stringify(result, null, 2));
-  else out.push(...renderScenario(result, timing));
+  else out.push(...renderScenario(result, timing, flags.listen === true));
 }
 
 /** The scenario of `--scenario`, with `--seed`, `--engines`, `--machine-mib` applied. */
@@ -486,7 +489,7 @@ async function specialiseCommand(flags: Flags, out: string[]): Promise<void> {
   const result = await runSpecialisation(scenario, scenario.engines, {
     timing: !flags["no-timing"],
     ...(onProgress ? { onProgress } : {}),
-    ...(flags.listen ? { transport: serveOnLoopback } : {}),
+    ...(flags.listen ? { transport: serveOnLoopback, workers: true } : {}),
   });
   onProgress?.(1, 1, "done");
   if (flags.json) out.push(JSON.stringify(result, null, 2));
