@@ -31,7 +31,13 @@ import { ENGINE_NAMES } from "../hypervisor/xmalloc/registry.ts";
 import { ControlPlaneClient, type DomainInfo, type FetchLike } from "./client.ts";
 import { VcpuScheduler } from "./scheduler.ts";
 import { OwnHeap, type OwnHeapOpResult, type OwnHeapStats } from "./own_heap.ts";
-import { SMP_WORKLOADS, smpWorkloadDescriptor, type SmpWorkloadRun } from "./smp_workloads.ts";
+import {
+  SMP_WORKLOADS,
+  smpWorkloadDescriptor,
+  type SmpWorkloadRun,
+  traceWorkload,
+} from "./smp_workloads.ts";
+import { type ParsedTrace, parseTrace } from "../src/trace.ts";
 
 /** Most operations one run may execute (a bound on every loop). */
 export const SCENARIO_OPS_MAX = 5_000_000;
@@ -43,6 +49,7 @@ const guestSchema = z.strictObject({
   workload: z.string().refine((w) => SMP_WORKLOADS.some((d) => d.name === w), {
     message: `expected one of ${SMP_WORKLOADS.map((d) => d.name).join(", ")}`,
   }),
+  trace_file: z.string().min(1).max(4096).optional(),
   scale: z.number().min(0.01).max(100).default(1),
   heap: z.union([
     z.literal("hypervisor"),
@@ -91,7 +98,38 @@ export function parseScenario(text: string, source = "scenario"): Scenario {
     throw new RangeError(`Invalid scenario ${source}: ${why}`);
   }
   assertMachineBytes(MiB(parsed.data.machine_mib));
+  const base = source.includes("/") ? source.slice(0, source.lastIndexOf("/") + 1) : "";
+  parsed.data.guests.forEach((g, i) => {
+    if (g.trace_file === undefined) return;
+    if (g.workload !== "trace") {
+      throw new RangeError(
+        `Invalid scenario ${source}: guests.${i}.trace_file: only with workload "trace"`,
+      );
+    }
+    // Relative to the scenario file; read and checked now, so a bad line stops the run
+    // before it starts.
+    const path = g.trace_file.startsWith("/") ? g.trace_file : base + g.trace_file;
+    g.trace_file = path;
+    loadTrace(path, `guests.${i}.trace_file`, source);
+  });
   return parsed.data;
+}
+
+/** Read and parse a guest's trace file (errors name the scenario and the field). */
+function loadTrace(path: string, field: string, source: string): ParsedTrace {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (e) {
+    throw new RangeError(
+      `Invalid scenario ${source}: ${field}: cannot read ${path}: ${(e as Error).message}`,
+    );
+  }
+  try {
+    return parseTrace(text, path.replace(/^.*\//, "").replace(/\.trace$/, ""), path);
+  } catch (e) {
+    throw new RangeError(`Invalid scenario ${source}: ${field}: ${(e as Error).message}`);
+  }
 }
 
 /**
@@ -263,7 +301,10 @@ async function bootGuest(
     client,
     domainId,
     own,
-    run: smpWorkloadDescriptor(spec.workload).create(prng, spec.vcpus, spec.scale),
+    run:
+      (spec.trace_file !== undefined
+        ? traceWorkload(loadTrace(spec.trace_file, "trace_file", spec.name))
+        : smpWorkloadDescriptor(spec.workload)).create(prng, spec.vcpus, spec.scale),
     firstVcpu,
     handles: new Map(),
     liveBytes: 0,

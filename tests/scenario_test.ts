@@ -199,3 +199,28 @@ Deno.test("scenario: a guest in a Worker over a real socket gets the same figure
   });
   assert.deepEqual(inWorker, inProcess);
 });
+
+Deno.test("scenario: a guest replays a per-vCPU trace file named relative to the scenario", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/t.trace`, "a 1 100 0\na 2 200 1\nf 1 1\nf 2 0\n");
+  const text = JSON.stringify({
+    name: "replay",
+    engines: ["tlsf"],
+    machine_mib: 64,
+    guests: [{ name: "r", vcpus: 2, max_pages: 64, workload: "trace", trace_file: "t.trace" }],
+  });
+  const s = parseScenario(text, `${dir}/s.json`);
+  assert.equal(s.guests[0]!.trace_file, `${dir}/t.trace`);
+  const r = await runScenario(s, { timing: false });
+  assert.equal(r.runs[0]!.guests[0]!.ops, 4);
+  await Deno.writeTextFile(`${dir}/t.trace`, "a 1 100 0\nf 9 1\n");
+  assert.throws(
+    () => parseScenario(text, `${dir}/s.json`),
+    /trace_file: Invalid trace .*line 2: free of id "9"/,
+  );
+  const wrong = JSON.stringify({
+    name: "x",
+    guests: [{ name: "r", vcpus: 1, max_pages: 64, workload: "redis", trace_file: "t.trace" }],
+  });
+  assert.throws(() => parseScenario(wrong, `${dir}/s.json`), /only with workload "trace"/);
+});

@@ -29,7 +29,7 @@ export function renderScenario(r: ScenarioResult, timing: boolean, workers = fal
     });
   out.push("");
   out.push(
-    "Footprint: peak pages held by the guest's pool (overhead = pages x 4 KiB / peak live requested bytes)",
+    "Footprint: peak pages of the guest: its pool, or its own heap's reservation (overhead = pages x 4 KiB / peak live bytes)",
   );
   out.push(
     renderTable(
@@ -92,6 +92,13 @@ export function renderScenario(r: ScenarioResult, timing: boolean, workers = fal
       rows((g) => `${g.cache_line_transfers}, ${g.makespan_cycles}`, (g) => g.makespan_cycles),
     ),
   );
+  if (r.runs.some((run) => run.guests.some((g) => g.boot_cycles > 0))) {
+    out.push("");
+    out.push(
+      "Boot: cycles before the guest's vCPUs start (own heap: reserve pages, initialise the allocator)",
+    );
+    out.push(renderTable(header, rows((g) => String(g.boot_cycles), (g) => g.boot_cycles)));
+  }
   if (timing) {
     out.push("");
     out.push(
