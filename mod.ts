@@ -4,8 +4,9 @@
  * A buddy page allocator over machine frames (Xen's `alloc_heap_pages`), an xmalloc
  * whose engine is chosen by name (Xen 3.3's first fit, Xen's TLSF, Linux's SLUB),
  * trace replay with the reference figures' measurements, built-in seeded workloads,
- * the near-page wastage curve, tenants and domains with pools of their own, and the
- * HTTP control plane (a Hono app) with its typed client.
+ * the near-page wastage curve, tenants and domains with pools of their own, the HTTP
+ * control plane (a Hono app) with its typed client, and guests with SMP vCPUs on
+ * virtual time (scenarios, SMP workloads, own heaps on reserved pages).
  *
  * @example Replay a trace on today's Xen TLSF
  * ```ts
@@ -47,7 +48,15 @@ export {
 } from "./src/units.ts";
 export { deriveSeed, Prng, SEED_MAX } from "./src/prng.ts";
 export { IntegerHistogram, median } from "./src/stats.ts";
-export { formatTrace, OP_ALLOC, OP_FREE, parseTrace, type Trace, TraceError } from "./src/trace.ts";
+export {
+  formatTrace,
+  OP_ALLOC,
+  OP_FREE,
+  type ParsedTrace,
+  parseTrace,
+  type Trace,
+  TraceError,
+} from "./src/trace.ts";
 export {
   BuddyPageAllocator,
   MAX_ORDER,
@@ -115,9 +124,12 @@ export {
 export { modelledCycles } from "./src/cost_model.ts";
 export {
   type ControlPlane,
+  type ControlPlaneApp,
+  type ControlPlaneEnv,
   type ControlPlaneOptions,
   createControlPlane,
 } from "./hypervisor/control_plane/app.ts";
+
 export { newAdminToken, type Principal, TokenStore } from "./hypervisor/control_plane/auth.ts";
 export {
   type BatchOp,
@@ -130,5 +142,55 @@ export {
   type FetchLike,
   type HypervisorStats,
   type OpResult,
+  type ReleaseResult,
+  type ReservationRequest,
+  type ReservationResult,
   type TenantInfo,
 } from "./guests/client.ts";
+export { VcpuScheduler } from "./guests/scheduler.ts";
+export { VirtualLock } from "./src/virtual_lock.ts";
+export {
+  SmpAccounting,
+  type SmpCost,
+  type SmpPercentiles,
+  type SmpStats,
+} from "./hypervisor/smp.ts";
+export {
+  SMP_WORKLOAD_NAMES,
+  SMP_WORKLOADS,
+  type SmpOp,
+  type SmpWorkloadDescriptor,
+  smpWorkloadDescriptor,
+  type SmpWorkloadRun,
+  traceWorkload,
+} from "./guests/smp_workloads.ts";
+export {
+  type EngineInitWork,
+  engineInitWork,
+  OwnHeap,
+  OwnHeapBootError,
+  type OwnHeapOpResult,
+  type OwnHeapOptions,
+  type OwnHeapShutdown,
+  type OwnHeapStats,
+} from "./guests/own_heap.ts";
+export type {
+  ReleaseResult as DomainReleaseResult,
+  ReservationFailureCause,
+  ReservationResult as DomainReservationResult,
+} from "./hypervisor/domains.ts";
+export {
+  DEFAULT_SCENARIO,
+  type EngineRunResult,
+  type GuestResult,
+  type GuestSpec,
+  type LatencyPercentiles,
+  parseScenario,
+  type RunOptions,
+  runScenario,
+  runScenarioOnEngine,
+  runSpecialisation,
+  type Scenario,
+  type ScenarioResult,
+  type SpecialisationResult,
+} from "./guests/scenario.ts";

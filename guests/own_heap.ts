@@ -351,7 +351,9 @@ export class OwnHeapBootError extends Error {
   readonly reason: ReservationFailureCause;
 
   /**
-   * @param reason the reservation's cause
+   * Describe a refused boot.
+   *
+   * @param reason why the hypervisor refused the reservation
    * @param message what was asked and why it was refused
    */
   constructor(reason: ReservationFailureCause, message: string) {

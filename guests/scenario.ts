@@ -74,10 +74,41 @@ export const ScenarioSchema = z.strictObject({
     }),
 });
 
-/** A scenario (after defaults). */
-export type Scenario = z.output<typeof ScenarioSchema>;
 /** One guest of a scenario. */
-export type GuestSpec = Scenario["guests"][number];
+export interface GuestSpec {
+  /** Name (also its tenant's and domain's). */
+  name: string;
+  /** vCPUs, 1..64. */
+  vcpus: number;
+  /** The domain's page quota. */
+  max_pages: number;
+  /** An SMP workload name (see SMP_WORKLOADS). */
+  workload: string;
+  /** For workload "trace": the per-vCPU trace file (relative to the scenario file). */
+  trace_file?: string | undefined;
+  /** Multiplies the workload's length. */
+  scale: number;
+  /** Memory from the hypervisor's heap, or an own heap on reserved pages. */
+  heap: "hypervisor" | { own: string; initial_pages: number; grow_pages: number };
+}
+
+/** A scenario (after defaults). */
+export interface Scenario {
+  /** Name. */
+  name: string;
+  /** The seed of every run. */
+  seed: number;
+  /** Machine size. */
+  machine_mib: number;
+  /** Engines of the hypervisor's pools, one run each. */
+  engines: string[];
+  /** The guests. */
+  guests: GuestSpec[];
+}
+
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const agree = <T extends true>(): T => true as T;
+agree<Same<z.output<typeof ScenarioSchema>, Scenario>>(); // the schema and the type agree
 
 /**
  * Read a scenario from JSON text.
@@ -159,8 +190,11 @@ export interface LatencyPercentiles {
 
 /** What one guest did on one engine. */
 export interface GuestResult {
+  /** Guest name. */
   guest: string;
+  /** Its workload. */
   workload: string;
+  /** Its vCPUs. */
   vcpus: number;
   /** Allocator calls (allocations, frees). */
   ops: number;
@@ -201,7 +235,9 @@ export interface GuestResult {
 
 /** One engine's run of a scenario. */
 export interface EngineRunResult {
+  /** The engine of the hypervisor's pools. */
   engine: string;
+  /** Every guest's figures, in scenario order. */
   guests: GuestResult[];
   /** Host wall-clock ns per operation (requests included); absent with timing off. */
   host_ns_per_op?: number;
@@ -209,11 +245,17 @@ export interface EngineRunResult {
 
 /** A scenario run on every engine. */
 export interface ScenarioResult {
+  /** Scenario name. */
   scenario: string;
+  /** The seed that reproduces it. */
   seed: number;
+  /** Machine size. */
   machine_mib: number;
+  /** Engines run, in order. */
   engines: string[];
+  /** The guests as specified. */
   guests: GuestSpec[];
+  /** One run per engine. */
   runs: EngineRunResult[];
 }
 
@@ -595,7 +637,9 @@ export async function runScenario(
 
 /** Which own-heap allocator wins for which guest. */
 export interface SpecialisationResult {
+  /** Scenario name. */
   scenario: string;
+  /** The seed that reproduces it. */
   seed: number;
   /** Own-heap engines tried. */
   engines: string[];

@@ -151,6 +151,8 @@ export class SmpAccounting {
   #transfers = 0;
 
   /**
+   * No calls yet.
+   *
    * @param vcpus vCPUs of the pool
    * @param heapLock the machine's heap lock, shared by every pool (null: not modelled,
    *   when pools run on clocks that are not one timeline)

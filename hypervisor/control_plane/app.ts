@@ -63,7 +63,9 @@ export const BODY_MAX_BYTES = 64 * 1024;
 /** Largest body of a batch request. */
 export const BATCH_BODY_MAX_BYTES = 4 * 1024 * 1024;
 
-type Env = { Variables: { principal: Principal } };
+/** Hono's environment of the control plane: who is calling. */
+export type ControlPlaneEnv = { Variables: { principal: Principal } };
+type Env = ControlPlaneEnv;
 
 /** How to build the control plane. */
 export interface ControlPlaneOptions {
@@ -81,10 +83,20 @@ export const EVENT_STREAMS_MAX = 64;
 /** Most event streams one tenant may have open at once. */
 export const EVENT_STREAMS_PER_TENANT_MAX = 8;
 
+/** What callers use of the Hono app: send it requests, list its routes. */
+export interface ControlPlaneApp {
+  /** Handle one request (what `Deno.serve` and in-process clients call). */
+  fetch(request: Request): Response | Promise<Response>;
+  /** Handle a request built from a path or URL (Hono's `app.request`, for tests). */
+  request(input: string | Request | URL, init?: RequestInit): Response | Promise<Response>;
+  /** Every route the app serves. */
+  readonly routes: readonly { method: string; path: string }[];
+}
+
 /** The app and the token store behind it. */
 export interface ControlPlane {
   /** The Hono app. */
-  app: OpenAPIHono<Env>;
+  app: ControlPlaneApp;
   /** Token hashes (admin and tenants). */
   tokens: TokenStore;
 }

@@ -63,6 +63,12 @@ export function renderMetrics(hypervisor: Hypervisor): string {
   );
   metric("heapvisor_domain_max_pages", "gauge", "The domain's page quota", per((s) => s.max_pages));
   metric(
+    "heapvisor_domain_reserved_pages",
+    "gauge",
+    "Pages reserved for the guest's own heap (populate_physmap)",
+    per((s) => s.reserved_pages),
+  );
+  metric(
     "heapvisor_domain_peak_pages",
     "gauge",
     "Most pages the domain has held",
