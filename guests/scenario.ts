@@ -477,7 +477,7 @@ function guestResult(spec: GuestSpec, f: GuestRunFigures, d: DomainInfo): GuestR
   // the reservation (it only grows until shutdown, so its end is its peak).
   const smp = f.own ? f.own.smp : d.smp;
   const peakPages = f.own ? f.own.reserved_pages : d.peak_pages;
-  const latency = IntegerHistogram.fromEntries(f.latency);
+  const histogram = IntegerHistogram.fromEntries(f.latency);
   return {
     guest: spec.name,
     workload: spec.workload,
@@ -489,12 +489,7 @@ function guestResult(spec: GuestSpec, f: GuestRunFigures, d: DomainInfo): GuestR
     overhead_ratio: f.peakLiveBytes === 0
       ? 0
       : roundTo((peakPages * PAGE_SIZE_BYTES) / f.peakLiveBytes, 6),
-    latency_cycles: {
-      p50: latency.percentile(0.5),
-      p99: latency.percentile(0.99),
-      p999: latency.percentile(0.999),
-      max: latency.max,
-    },
+    latency_cycles: latency(histogram),
     per_vcpu: smp.per_vcpu.map((p) => ({
       vcpu: p.vcpu,
       ops: p.ops,
