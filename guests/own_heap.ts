@@ -362,50 +362,6 @@ export class OwnHeapBootError extends Error {
   }
 }
 
-/**
- * Percentiles of samples that can be large (a growth request's cycles grow with
- * `growPages`): counts per distinct value, the same definition as IntegerHistogram
- * (element floor((n - 1) q) of the sorted samples).
- */
-class SparseHistogram {
-  readonly #counts = new Map<number, number>();
-  count = 0;
-  sum = 0;
-  max = 0;
-
-  add(value: number): void {
-    this.#counts.set(value, (this.#counts.get(value) ?? 0) + 1);
-    this.count++;
-    this.sum += value;
-    if (value > this.max) this.max = value;
-  }
-
-  get mean(): number {
-    return this.count === 0 ? 0 : this.sum / this.count;
-  }
-
-  percentile(q: number): number {
-    if (this.count === 0) return 0;
-    const rank = Math.floor((this.count - 1) * q);
-    let seen = 0;
-    for (const v of [...this.#counts.keys()].sort((a, b) => a - b)) {
-      seen += this.#counts.get(v)!;
-      if (seen > rank) return v;
-    }
-    return this.max;
-  }
-}
-
-function percentiles(h: IntegerHistogram | SparseHistogram): Percentiles {
-  return {
-    p50: h.percentile(0.5),
-    p99: h.percentile(0.99),
-    p999: h.percentile(0.999),
-    max: h.max,
-    mean: roundTo(h.mean, 3),
-  };
-}
-
 function assertInt(value: number, what: string, lo: number, hi: number): void {
   if (!Number.isSafeInteger(value) || value < lo || value > hi) {
     throw new RangeError(`Invalid ${what} ${value}: expected an integer in [${lo}, ${hi}]`);
@@ -491,7 +447,7 @@ export class OwnHeap {
     unservable: 0,
   };
   readonly #steps = new IntegerHistogram();
-  readonly #cycles = new SparseHistogram();
+  readonly #cycles = new IntegerHistogram();
   #growthRequests = 0;
   #growthGranted = 0;
   #growthCycles = 0;
@@ -717,8 +673,8 @@ export class OwnHeap {
         failed: this.#failed,
       },
       failures: { ...this.#failures },
-      steps: percentiles(this.#steps),
-      latency_cycles: percentiles(this.#cycles),
+      steps: this.#steps.summary(),
+      latency_cycles: this.#cycles.summary(),
       smp: this.#smp.stats(),
       growth: {
         requests: this.#growthRequests,

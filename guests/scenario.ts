@@ -22,7 +22,7 @@
 
 import { z } from "zod";
 import { deriveSeed, Prng, SEED_MAX } from "../src/prng.ts";
-import { IntegerHistogram, roundTo } from "../src/stats.ts";
+import { IntegerHistogram, type Percentiles, roundTo } from "../src/stats.ts";
 import { MiB, PAGE_SIZE_BYTES } from "../src/units.ts";
 import { assertMachineBytes, Hypervisor } from "../hypervisor/hypervisor.ts";
 import { createControlPlane } from "../hypervisor/control_plane/app.ts";
@@ -176,17 +176,8 @@ export const DEFAULT_SCENARIO: Scenario = ScenarioSchema.parse({
   ],
 });
 
-/** Percentiles of latency in cycles. */
-export interface LatencyPercentiles {
-  /** Median. */
-  p50: number;
-  /** 99th percentile. */
-  p99: number;
-  /** 99.9th percentile. */
-  p999: number;
-  /** Largest. */
-  max: number;
-}
+/** Percentiles of latency in cycles (src/stats.ts). */
+export type LatencyPercentiles = Percentiles;
 
 /** What one guest did on one engine. */
 export interface GuestResult {
@@ -287,10 +278,6 @@ function own(r: OwnHeapOpResult) {
     cycles: r.cycles,
     lock_wait_cycles: r.lockWaitCycles,
   };
-}
-
-function latency(h: IntegerHistogram): LatencyPercentiles {
-  return { p50: h.percentile(0.5), p99: h.percentile(0.99), p999: h.percentile(0.999), max: h.max };
 }
 
 /** Per-guest state while a run goes on. */
@@ -489,18 +476,8 @@ function guestResult(spec: GuestSpec, f: GuestRunFigures, d: DomainInfo): GuestR
     overhead_ratio: f.peakLiveBytes === 0
       ? 0
       : roundTo((peakPages * PAGE_SIZE_BYTES) / f.peakLiveBytes, 6),
-    latency_cycles: latency(histogram),
-    per_vcpu: smp.per_vcpu.map((p) => ({
-      vcpu: p.vcpu,
-      ops: p.ops,
-      lock_wait_cycles: p.lock_wait_cycles,
-      latency_cycles: {
-        p50: p.latency_cycles.p50,
-        p99: p.latency_cycles.p99,
-        p999: p.latency_cycles.p999,
-        max: p.latency_cycles.max,
-      },
-    })),
+    latency_cycles: histogram.summary(),
+    per_vcpu: smp.per_vcpu,
     lock_wait_cycles: smp.per_vcpu.reduce((s, p) => s + p.lock_wait_cycles, 0),
     lock_contended: smp.pool_lock.contended,
     cache_line_transfers: smp.cache_line_transfers,

@@ -53,7 +53,7 @@
  */
 
 import { modelledCycles, PAGE_ALLOCATOR_CALL_CYCLES } from "../src/cost_model.ts";
-import { IntegerHistogram, roundTo } from "../src/stats.ts";
+import { IntegerHistogram, type Percentiles, roundTo } from "../src/stats.ts";
 import { grown } from "../src/typed_array.ts";
 import { VirtualLock } from "../src/virtual_lock.ts";
 import { DIRECTMAP_BASE_ADDRESS, PAGE_SIZE_BYTES } from "../src/units.ts";
@@ -180,19 +180,8 @@ export interface ReleaseResult {
   lockWaitCycles: number;
 }
 
-/** Percentiles of a distribution of integers. */
-export interface Percentiles {
-  /** Median. */
-  p50: number;
-  /** 99th percentile. */
-  p99: number;
-  /** 99.9th percentile. */
-  p999: number;
-  /** Largest. */
-  max: number;
-  /** Mean, 3 decimals. */
-  mean: number;
-}
+/** Percentiles of a distribution of integers (src/stats.ts). */
+export type { Percentiles };
 
 /** A domain's figures. */
 export interface DomainStats {
@@ -241,16 +230,6 @@ export interface DomainStats {
   latency_cycles: Percentiles;
   /** Lock wait, cache-line transfers, false sharing, per-vCPU latency (hypervisor/smp.ts). */
   smp: SmpStats;
-}
-
-function percentiles(h: IntegerHistogram): Percentiles {
-  return {
-    p50: h.percentile(0.5),
-    p99: h.percentile(0.99),
-    p999: h.percentile(0.999),
-    max: h.max,
-    mean: roundTo(h.mean, 3),
-  };
 }
 
 /**
@@ -538,8 +517,8 @@ export class Domain {
         failed: this.#failed,
       },
       failures: { ...this.#failures },
-      steps: percentiles(this.#steps),
-      latency_cycles: percentiles(this.#cycles),
+      steps: this.#steps.summary(),
+      latency_cycles: this.#cycles.summary(),
       smp: this.#smp.stats(),
     };
   }

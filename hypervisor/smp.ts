@@ -25,7 +25,7 @@ import {
   modelledCycles,
   PAGE_ALLOCATOR_CALL_CYCLES,
 } from "../src/cost_model.ts";
-import { IntegerHistogram, roundTo } from "../src/stats.ts";
+import { IntegerHistogram, type Percentiles } from "../src/stats.ts";
 import { CACHE_LINE_BYTES } from "../src/units.ts";
 import { VirtualLock } from "../src/virtual_lock.ts";
 
@@ -39,19 +39,8 @@ export interface SmpCost {
   lockWaitCycles: number;
 }
 
-/** Percentiles of a distribution of integers. */
-export interface SmpPercentiles {
-  /** Median. */
-  p50: number;
-  /** 99th percentile. */
-  p99: number;
-  /** 99.9th percentile. */
-  p999: number;
-  /** Largest. */
-  max: number;
-  /** Mean, 3 decimals. */
-  mean: number;
-}
+/** Percentiles of a distribution of integers (src/stats.ts). */
+export type SmpPercentiles = Percentiles;
 
 /** SMP figures of one pool. */
 export interface SmpStats {
@@ -68,16 +57,6 @@ export interface SmpStats {
     lock_wait_cycles: number;
     latency_cycles: SmpPercentiles;
   }[];
-}
-
-function percentiles(h: IntegerHistogram): SmpPercentiles {
-  return {
-    p50: h.percentile(0.5),
-    p99: h.percentile(0.99),
-    p999: h.percentile(0.999),
-    max: h.max,
-    mean: roundTo(h.mean, 3),
-  };
 }
 
 /** Lines holding live objects of several vCPUs. */
@@ -225,7 +204,7 @@ export class SmpAccounting {
         vcpu,
         ops: this.#ops[vcpu]!,
         lock_wait_cycles: this.#lockWait[vcpu]!,
-        latency_cycles: percentiles(h),
+        latency_cycles: h.summary(),
       })),
     };
   }

@@ -7,6 +7,23 @@
 
 import { grown } from "./typed_array.ts";
 
+/** Samples below this are counted in a dense array, larger ones in a map. */
+const DENSE_LIMIT = 1 << 20;
+
+/** Percentiles of a distribution of integers (element floor((n-1)q) of the sorted samples). */
+export interface Percentiles {
+  /** Median. */
+  p50: number;
+  /** 99th percentile. */
+  p99: number;
+  /** 99.9th percentile. */
+  p999: number;
+  /** Largest. */
+  max: number;
+  /** Mean, 3 decimals. */
+  mean: number;
+}
+
 /**
  * Exact histogram of non-negative integer samples, with the percentile definition
  * of the reference figures: sort all n samples ascending, take element
@@ -24,7 +41,10 @@ import { grown } from "./typed_array.ts";
  * ```
  */
 export class IntegerHistogram {
+  // Values below DENSE_LIMIT in a typed array (steps, most cycle counts); larger ones,
+  // rare and far apart (a reservation's cycles grow with its pages), in a map.
   #counts = new Float64Array(64);
+  readonly #large = new Map<number, number>();
   /** Samples added. */
   count = 0;
   /** Sum of the samples. */
@@ -39,12 +59,16 @@ export class IntegerHistogram {
 
   /** Add `n` samples of `value`. */
   addCount(value: number, n: number): void {
-    if (value >= this.#counts.length) {
-      let size = this.#counts.length;
-      while (size <= value) size *= 2;
-      this.#counts = grown(this.#counts, size);
+    if (value >= DENSE_LIMIT) {
+      this.#large.set(value, (this.#large.get(value) ?? 0) + n);
+    } else {
+      if (value >= this.#counts.length) {
+        let size = this.#counts.length;
+        while (size <= value) size *= 2;
+        this.#counts = grown(this.#counts, size);
+      }
+      this.#counts[value]! += n;
     }
-    this.#counts[value]! += n;
     this.count += n;
     this.sum += value * n;
     if (value > this.max) this.max = value;
@@ -64,17 +88,32 @@ export class IntegerHistogram {
     if (this.count === 0) return 0;
     const rank = Math.floor((this.count - 1) * q);
     let seen = 0;
-    for (let v = 0; v <= this.max; v++) {
-      seen += this.#counts[v]!;
+    for (const [v, n] of this.entries()) {
+      seen += n;
       if (seen > rank) return v;
     }
     return this.max;
   }
 
+  /** p50, p99, p99.9, max and mean (3 decimals): the summary every report uses. */
+  summary(): Percentiles {
+    return {
+      p50: this.percentile(0.5),
+      p99: this.percentile(0.99),
+      p999: this.percentile(0.999),
+      max: this.max,
+      mean: roundTo(this.mean, 3),
+    };
+  }
+
   /** The samples as [value, count] pairs, ascending (to send a histogram elsewhere). */
   entries(): [number, number][] {
     const out: [number, number][] = [];
-    for (let v = 0; v <= this.max; v++) if (this.#counts[v]! > 0) out.push([v, this.#counts[v]!]);
+    const top = Math.min(this.max, this.#counts.length - 1);
+    for (let v = 0; v <= top; v++) if (this.#counts[v]! > 0) out.push([v, this.#counts[v]!]);
+    for (const v of [...this.#large.keys()].sort((a, b) => a - b)) {
+      out.push([v, this.#large.get(v)!]);
+    }
     return out;
   }
 
@@ -87,10 +126,7 @@ export class IntegerHistogram {
 
   /** Add every sample of `other`. */
   merge(other: IntegerHistogram): void {
-    for (let v = 0; v <= other.max; v++) {
-      const n = other.#counts[v]!;
-      if (n > 0) this.addCount(v, n);
-    }
+    for (const [v, n] of other.entries()) this.addCount(v, n);
   }
 }
 
