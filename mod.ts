@@ -148,6 +148,7 @@ export {
   type TenantInfo,
 } from "./guests/client.ts";
 export { VcpuScheduler } from "./guests/scheduler.ts";
+export { type HeapFigures, HeapLedger } from "./hypervisor/heap_ledger.ts";
 export { VirtualLock } from "./src/virtual_lock.ts";
 export {
   SmpAccounting,

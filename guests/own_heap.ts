@@ -85,17 +85,15 @@
  */
 
 import { CALL_CYCLES, modelledCycles, STEP_CYCLES } from "../src/cost_model.ts";
-import { IntegerHistogram, roundTo } from "../src/stats.ts";
-import { CACHE_LINE_BYTES, DIRECTMAP_BASE_ADDRESS, PAGE_SIZE_BYTES } from "../src/units.ts";
+import { CACHE_LINE_BYTES, PAGE_SIZE_BYTES } from "../src/units.ts";
 import { VirtualLock } from "../src/virtual_lock.ts";
 import {
-  type Percentiles,
   RESERVATION_PAGES_MAX,
   type ReservationFailureCause,
   VCPUS_MAX,
 } from "../hypervisor/domains.ts";
 import { BuddyPageAllocator } from "../hypervisor/page_allocator.ts";
-import { SmpAccounting, type SmpStats } from "../hypervisor/smp.ts";
+import { type HeapFigures, HeapLedger } from "../hypervisor/heap_ledger.ts";
 import {
   type AllocFailureCause,
   PageSource,
@@ -132,8 +130,6 @@ const SLUB_CACHE_STEPS = 6;
 const SLUB_CACHE_LINES = KMEM_CACHE_LINES + 1;
 /** Page owner of the guest heap's pages in the guest-physical page allocator. */
 export const GUEST_HEAP_OWNER = 1;
-/** vCPU numbers packed beside a block's requested bytes (VCPUS_MAX fits). */
-const VCPU_SLOTS = 4096;
 
 /** The work of an engine's initialisation, and its modelled cycles. */
 export interface EngineInitWork {
@@ -276,7 +272,7 @@ export interface OwnHeapOpResult {
 }
 
 /** An own heap's figures; names as in DomainStats where they mean the same. */
-export interface OwnHeapStats {
+export interface OwnHeapStats extends HeapFigures {
   /** The domain whose reservation the heap lives on. */
   domain_id: number;
   /** Engine. */
@@ -297,26 +293,8 @@ export interface OwnHeapStats {
   meta_pages: number;
   /** Most pages the engine held at once. */
   peak_pages: number;
-  /** Live blocks. */
-  live_blocks: number;
-  /** Bytes asked for by the live blocks. */
-  requested_bytes: number;
-  /** Bytes usable at the live blocks (>= requested). */
-  reserved_bytes: number;
-  /** pages_held * PAGE_SIZE / requested_bytes (0 when nothing is live). */
-  overhead_ratio: number;
   /** reserved_pages * PAGE_SIZE / requested_bytes: what the machine gave per live byte. */
   reservation_overhead_ratio: number;
-  /** Operations served and allocations not served. */
-  ops: { allocs: number; frees: number; reallocs: number; failed: number };
-  /** Allocations not served, by cause. */
-  failures: Record<AllocFailureCause, number>;
-  /** Steps per operation. */
-  steps: Percentiles;
-  /** Modelled cycles per operation, lock wait and reservation requests included. */
-  latency_cycles: Percentiles;
-  /** The allocator's own lock wait, cache-line transfers, false sharing, per vCPU. */
-  smp: SmpStats;
   /** Reservation requests after boot (growth): count, pages granted, refusals, cycles. */
   growth: {
     requests: number;
@@ -430,24 +408,8 @@ export class OwnHeap {
   readonly bootReservationCycles: number;
 
   readonly #client: ControlPlaneClient;
-  readonly #smp: SmpAccounting;
-  readonly #requested = new Map<number, number>();
+  readonly #ledger: HeapLedger;
   #reservedPages: number;
-  #requestedBytes = 0;
-  #reservedBytes = 0;
-  #peakPages = 0;
-  #allocs = 0;
-  #frees = 0;
-  #reallocs = 0;
-  #failed = 0;
-  readonly #failures: Record<AllocFailureCause, number> = {
-    exhaustion: 0,
-    contiguity: 0,
-    quota: 0,
-    unservable: 0,
-  };
-  readonly #steps = new IntegerHistogram();
-  readonly #cycles = new IntegerHistogram();
   #growthRequests = 0;
   #growthGranted = 0;
   #growthCycles = 0;
@@ -476,7 +438,7 @@ export class OwnHeap {
     });
     this.initWork = engineInitWork(options.engine, options.vcpus, options.initialPages);
     // The guest's own locks: its allocator's, and its page allocator's heap lock.
-    this.#smp = new SmpAccounting(options.vcpus, new VirtualLock());
+    this.#ledger = new HeapLedger(options.vcpus, new VirtualLock());
   }
 
   /**
@@ -563,7 +525,7 @@ export class OwnHeap {
         shared ||= engine.lastSharedAccess;
       }
     }
-    if (address !== 0) this.#allocs++;
+    if (address !== 0) this.#ledger.allocs++;
     return this.#outcome(address, sizeBytes, vcpu, atCycles, calls, steps, shared, growth);
   }
 
@@ -578,8 +540,8 @@ export class OwnHeap {
     const reserved = this.engine.usableSize(address); // throws for a bad address
     const calls = this.physical.callCount;
     this.engine.free(address, vcpu);
-    this.#frees++;
-    this.#untrack(address, reserved);
+    this.#ledger.frees++;
+    this.#ledger.untrack(address, reserved);
     const { cycles, lockWaitCycles, steps } = this.#cost(
       vcpu,
       atCycles,
@@ -632,24 +594,21 @@ export class OwnHeap {
       }
     }
     if (moved !== 0) {
-      this.#reallocs++;
-      this.#untrack(address, oldReserved);
+      this.#ledger.reallocs++;
+      this.#ledger.untrack(address, oldReserved);
     }
     return this.#outcome(moved, sizeBytes, vcpu, atCycles, calls, steps, shared, growth);
   }
 
   /** Requested bytes of the live block at `address` (undefined if none). */
   requestedBytesAt(address: number): number | undefined {
-    const packed = this.#requested.get(address - DIRECTMAP_BASE_ADDRESS);
-    return packed === undefined ? undefined : Math.floor(packed / VCPU_SLOTS);
+    return this.#ledger.requestedBytesAt(address);
   }
 
   /** Figures now. */
   stats(): OwnHeapStats {
     const held = this.engine.pagesHeld();
     const pagesHeld = this.pageSource.heldPages;
-    const per = (pages: number) =>
-      this.#requestedBytes === 0 ? 0 : roundTo((pages * PAGE_SIZE_BYTES) / this.#requestedBytes, 6);
     return {
       domain_id: this.domainId,
       engine: this.engine.name,
@@ -660,22 +619,9 @@ export class OwnHeap {
       pool_pages: held.poolPages,
       whole_pages: held.wholePages,
       meta_pages: held.metaPages,
-      peak_pages: this.#peakPages,
-      live_blocks: this.#requested.size,
-      requested_bytes: this.#requestedBytes,
-      reserved_bytes: this.#reservedBytes,
-      overhead_ratio: per(pagesHeld),
-      reservation_overhead_ratio: per(this.#reservedPages),
-      ops: {
-        allocs: this.#allocs,
-        frees: this.#frees,
-        reallocs: this.#reallocs,
-        failed: this.#failed,
-      },
-      failures: { ...this.#failures },
-      steps: this.#steps.summary(),
-      latency_cycles: this.#cycles.summary(),
-      smp: this.#smp.stats(),
+      peak_pages: this.#ledger.peakPages,
+      ...this.#ledger.figures(pagesHeld),
+      reservation_overhead_ratio: this.#ledger.overheadRatio(this.#reservedPages),
       growth: {
         requests: this.#growthRequests,
         granted_pages: this.#growthGranted,
@@ -720,12 +666,11 @@ export class OwnHeap {
    */
   async shutdown(atCycles?: number): Promise<OwnHeapShutdown> {
     this.#assertLive();
-    const live = [...this.#requested];
-    for (const [key, packed] of live) {
-      const address = key + DIRECTMAP_BASE_ADDRESS;
+    const live = this.#ledger.liveBlocks();
+    for (const [address, vcpu] of live) {
       const reserved = this.engine.usableSize(address);
-      this.engine.free(address, packed % VCPU_SLOTS);
-      this.#untrack(address, reserved);
+      this.engine.free(address, vcpu);
+      this.#ledger.untrack(address, reserved);
     }
     this.engine.destroy();
     if (this.pageSource.heldPages !== 0) {
@@ -780,13 +725,10 @@ export class OwnHeap {
     growth: Growth,
   ) {
     const pageCalls = this.physical.callCount - callsBefore;
-    const smp = this.#smp.account(vcpu, atCycles, steps, pageCalls, shared);
+    const smp = this.#ledger.smp.account(vcpu, atCycles, steps, pageCalls, shared);
     const cycles = smp.cycles + growth.cycles;
     const lockWaitCycles = smp.lockWaitCycles + growth.lockWaitCycles;
-    this.#steps.add(steps);
-    this.#cycles.add(cycles + lockWaitCycles);
-    const held = this.pageSource.heldPages;
-    if (held > this.#peakPages) this.#peakPages = held;
+    this.#ledger.record(steps, cycles + lockWaitCycles, this.pageSource.heldPages);
     return { steps, cycles, lockWaitCycles };
   }
 
@@ -818,29 +760,12 @@ export class OwnHeap {
     if (address === 0) {
       const cause: AllocFailureCause = growth.cause ?? this.engine.lastFailureCause ??
         "unservable";
-      this.#failed++;
-      this.#failures[cause]++;
+      this.#ledger.fail(cause);
       return { ok: false, address: 0, reservedBytes: 0, cause, ...common };
     }
     const reservedBytes = this.engine.usableSize(address);
-    this.#track(address, sizeBytes, reservedBytes, vcpu);
+    this.#ledger.track(address, sizeBytes, reservedBytes, vcpu);
     return { ok: true, address, reservedBytes, cause: null, ...common };
-  }
-
-  #track(address: number, requested: number, reserved: number, vcpu: number): void {
-    this.#requested.set(address - DIRECTMAP_BASE_ADDRESS, requested * VCPU_SLOTS + vcpu);
-    this.#requestedBytes += requested;
-    this.#reservedBytes += reserved;
-    this.#smp.blockLive(address, reserved, vcpu);
-  }
-
-  #untrack(address: number, reserved: number): void {
-    const key = address - DIRECTMAP_BASE_ADDRESS;
-    const packed = this.#requested.get(key) ?? 0;
-    this.#requestedBytes -= Math.floor(packed / VCPU_SLOTS);
-    this.#reservedBytes -= reserved;
-    this.#requested.delete(key);
-    this.#smp.blockFreed(address, reserved, packed % VCPU_SLOTS);
   }
 
   #assertLive(): void {

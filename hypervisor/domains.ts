@@ -53,19 +53,16 @@
  */
 
 import { modelledCycles, PAGE_ALLOCATOR_CALL_CYCLES } from "../src/cost_model.ts";
-import { IntegerHistogram, type Percentiles, roundTo } from "../src/stats.ts";
+import type { Percentiles } from "../src/stats.ts";
 import { grown } from "../src/typed_array.ts";
 import { VirtualLock } from "../src/virtual_lock.ts";
-import { DIRECTMAP_BASE_ADDRESS, PAGE_SIZE_BYTES } from "../src/units.ts";
 import type { BuddyPageAllocator } from "./page_allocator.ts";
 import { type AllocFailureCause, PageSource, type XmallocEngine } from "./xmalloc/engine.ts";
 import { engineDescriptor } from "./xmalloc/registry.ts";
-import { SmpAccounting, type SmpStats } from "./smp.ts";
+import { type HeapFigures, HeapLedger } from "./heap_ledger.ts";
 
 /** Most vCPUs a domain may have (Xen's default HVM limit is 128; 4096 with x2APIC). */
 export const VCPUS_MAX = 4096;
-/** vCPU numbers packed beside a block's requested bytes (VCPUS_MAX fits). */
-const VCPU_SLOTS = 4096;
 /** Longest tenant or domain name. */
 export const NAME_MAX_LENGTH = 64;
 /**
@@ -184,7 +181,7 @@ export interface ReleaseResult {
 export type { Percentiles };
 
 /** A domain's figures. */
-export interface DomainStats {
+export interface DomainStats extends HeapFigures {
   /** Domain id. */
   id: number;
   /** Owning tenant. */
@@ -212,24 +209,6 @@ export interface DomainStats {
   meta_pages: number;
   /** Most pages held at once. */
   peak_pages: number;
-  /** Live blocks. */
-  live_blocks: number;
-  /** Bytes asked for by the live blocks. */
-  requested_bytes: number;
-  /** Bytes usable at the live blocks (>= requested). */
-  reserved_bytes: number;
-  /** pages_held * PAGE_SIZE / requested_bytes (0 when nothing is live). */
-  overhead_ratio: number;
-  /** Operations served (allocs, frees, reallocs) and allocations not served (failed). */
-  ops: { allocs: number; frees: number; reallocs: number; failed: number };
-  /** Allocations not served, by cause. */
-  failures: Record<AllocFailureCause, number>;
-  /** Steps per operation. */
-  steps: Percentiles;
-  /** Modelled cycles per operation, lock wait included (src/cost_model.ts). */
-  latency_cycles: Percentiles;
-  /** Lock wait, cache-line transfers, false sharing, per-vCPU latency (hypervisor/smp.ts). */
-  smp: SmpStats;
 }
 
 /**
@@ -279,27 +258,7 @@ export class Domain {
   // Frames of the reserved order-0 pages, in the order they were granted.
   #reservedFrames = new Int32Array(0);
   #reservedCount = 0;
-  // Bytes asked for by each live block, keyed by its offset in the direct map
-  // (address - DIRECTMAP_BASE_ADDRESS) rather than its address: on a machine up to
-  // 1 GiB every offset is below 2^30, a small integer to V8, which a Map hashes and
-  // stores at about half the cost of an address (a heap number).
-  readonly #requested = new Map<number, number>();
-  #requestedBytes = 0;
-  #reservedBytes = 0;
-  #peakPages = 0;
-  #allocs = 0;
-  #frees = 0;
-  #reallocs = 0;
-  #failed = 0;
-  readonly #failures: Record<AllocFailureCause, number> = {
-    exhaustion: 0,
-    contiguity: 0,
-    quota: 0,
-    unservable: 0,
-  };
-  readonly #steps = new IntegerHistogram();
-  readonly #cycles = new IntegerHistogram();
-  readonly #smp: SmpAccounting;
+  readonly #ledger: HeapLedger;
   #destroyed = false;
 
   /** Use {@link Tenancy.createDomain}. */
@@ -318,7 +277,7 @@ export class Domain {
     this.#heapLock = heapLock;
     this.#maxPages = spec.maxPages;
     this.reservationOwner = id + RESERVATION_OWNER_OFFSET;
-    this.#smp = new SmpAccounting(spec.vcpus, heapLock);
+    this.#ledger = new HeapLedger(spec.vcpus, heapLock);
     this.pageSource = new PageSource(pages, id, spec.maxPages);
     this.engine = engineDescriptor(spec.engine).create({
       pageSource: this.pageSource,
@@ -442,7 +401,7 @@ export class Domain {
     this.#assertLive();
     const calls = this.#pages.callCount;
     const address = this.engine.allocate(sizeBytes, alignBytes, vcpu);
-    if (address !== 0) this.#allocs++;
+    if (address !== 0) this.#ledger.allocs++;
     return this.#outcome(address, sizeBytes, vcpu, atCycles, calls);
   }
 
@@ -457,8 +416,8 @@ export class Domain {
     const reserved = this.engine.usableSize(address); // throws for a bad address
     const calls = this.#pages.callCount;
     this.engine.free(address, vcpu);
-    this.#frees++;
-    this.#untrack(address, reserved);
+    this.#ledger.frees++;
+    this.#ledger.untrack(address, reserved);
     const { steps, cycles, lockWaitCycles } = this.#cost(vcpu, atCycles, calls);
     return { ok: true, address, reservedBytes: 0, cause: null, steps, cycles, lockWaitCycles };
   }
@@ -481,8 +440,8 @@ export class Domain {
     const calls = this.#pages.callCount;
     const moved = this.engine.reallocate(address, sizeBytes, alignBytes, vcpu);
     if (moved !== 0) {
-      this.#reallocs++;
-      this.#untrack(address, oldReserved);
+      this.#ledger.reallocs++;
+      this.#ledger.untrack(address, oldReserved);
     }
     return this.#outcome(moved, sizeBytes, vcpu, atCycles, calls);
   }
@@ -503,30 +462,14 @@ export class Domain {
       pool_pages: held.poolPages,
       whole_pages: held.wholePages,
       meta_pages: held.metaPages,
-      peak_pages: this.#peakPages,
-      live_blocks: this.#requested.size,
-      requested_bytes: this.#requestedBytes,
-      reserved_bytes: this.#reservedBytes,
-      overhead_ratio: this.#requestedBytes === 0
-        ? 0
-        : roundTo((pagesHeld * PAGE_SIZE_BYTES) / this.#requestedBytes, 6),
-      ops: {
-        allocs: this.#allocs,
-        frees: this.#frees,
-        reallocs: this.#reallocs,
-        failed: this.#failed,
-      },
-      failures: { ...this.#failures },
-      steps: this.#steps.summary(),
-      latency_cycles: this.#cycles.summary(),
-      smp: this.#smp.stats(),
+      peak_pages: this.#ledger.peakPages,
+      ...this.#ledger.figures(pagesHeld),
     };
   }
 
   /** Requested bytes of the live block at `address` (undefined if none). */
   requestedBytesAt(address: number): number | undefined {
-    const packed = this.#requested.get(address - DIRECTMAP_BASE_ADDRESS);
-    return packed === undefined ? undefined : Math.floor(packed / VCPU_SLOTS);
+    return this.#ledger.requestedBytesAt(address);
   }
 
   /** Whether the domain was destroyed. */
@@ -539,7 +482,7 @@ export class Domain {
     this.engine.destroy();
     this.#releaseFrames(this.#reservedCount);
     this.#destroyed = true;
-    this.#requested.clear();
+    this.#ledger.clear();
     const left = this.pageSource.heldPages + this.#pages.pagesOwnedBy(this.reservationOwner);
     if (left !== 0) {
       throw new Error(`Domain ${this.id} still holds ${left} pages after destroy (a bug)`);
@@ -569,17 +512,14 @@ export class Domain {
   #cost(vcpu: number, atCycles: number | undefined, callsBefore: number) {
     const steps = this.engine.lastSteps;
     const pageCalls = this.#pages.callCount - callsBefore;
-    const { cycles, lockWaitCycles } = this.#smp.account(
+    const { cycles, lockWaitCycles } = this.#ledger.smp.account(
       vcpu,
       atCycles,
       steps,
       pageCalls,
       this.engine.lastSharedAccess,
     );
-    this.#steps.add(steps);
-    this.#cycles.add(cycles + lockWaitCycles);
-    const held = this.pageSource.heldPages;
-    if (held > this.#peakPages) this.#peakPages = held;
+    this.#ledger.record(steps, cycles + lockWaitCycles, this.pageSource.heldPages);
     return { steps, cycles, lockWaitCycles };
   }
 
@@ -594,31 +534,12 @@ export class Domain {
     const { steps, cycles, lockWaitCycles } = this.#cost(vcpu, atCycles, callsBefore);
     if (address === 0) {
       const cause = this.engine.lastFailureCause ?? "unservable";
-      this.#failed++;
-      this.#failures[cause]++;
+      this.#ledger.fail(cause);
       return { ok: false, address: 0, reservedBytes: 0, cause, steps, cycles, lockWaitCycles };
     }
     const reservedBytes = this.engine.usableSize(address);
-    this.#track(address, sizeBytes, reservedBytes, vcpu);
+    this.#ledger.track(address, sizeBytes, reservedBytes, vcpu);
     return { ok: true, address, reservedBytes, cause: null, steps, cycles, lockWaitCycles };
-  }
-
-  // Live blocks: key the direct-map offset, value requested bytes * VCPU_SLOTS + the
-  // allocating vCPU (exact: requests are below 2^40 and vCPUs below 2^12).
-  #track(address: number, requested: number, reserved: number, vcpu: number): void {
-    this.#requested.set(address - DIRECTMAP_BASE_ADDRESS, requested * VCPU_SLOTS + vcpu);
-    this.#requestedBytes += requested;
-    this.#reservedBytes += reserved;
-    this.#smp.blockLive(address, reserved, vcpu);
-  }
-
-  #untrack(address: number, reserved: number): void {
-    const key = address - DIRECTMAP_BASE_ADDRESS;
-    const packed = this.#requested.get(key) ?? 0;
-    this.#requestedBytes -= Math.floor(packed / VCPU_SLOTS);
-    this.#reservedBytes -= reserved;
-    this.#requested.delete(key);
-    this.#smp.blockFreed(address, reserved, packed % VCPU_SLOTS);
   }
 
   #assertLive(): void {
