@@ -7,7 +7,7 @@
 
 /// <reference lib="deno.worker" />
 
-import { type GuestSpec, runGuestOverHttp } from "./scenario.ts";
+import { type GuestSpec, runGuestOverHttp, ScenarioError } from "./scenario.ts";
 
 self.onmessage = async (e: MessageEvent) => {
   const { spec, seed, baseUrl, token, domainId } = e.data as {
@@ -21,6 +21,10 @@ self.onmessage = async (e: MessageEvent) => {
     const figures = await runGuestOverHttp(spec, seed, baseUrl, token, domainId);
     self.postMessage({ figures });
   } catch (err) {
-    self.postMessage({ error: (err as Error).stack ?? String(err) });
+    if (err instanceof ScenarioError || err instanceof RangeError) {
+      self.postMessage({ userError: err.message });
+    } else {
+      self.postMessage({ error: (err as Error).stack ?? String(err) });
+    }
   }
 };

@@ -85,7 +85,7 @@
  */
 
 import { CALL_CYCLES, modelledCycles, STEP_CYCLES } from "../src/cost_model.ts";
-import { CACHE_LINE_BYTES, PAGE_SIZE_BYTES } from "../src/units.ts";
+import { CACHE_LINE_BYTES, getOrderFromBytes, PAGE_SIZE_BYTES } from "../src/units.ts";
 import { VirtualLock } from "../src/virtual_lock.ts";
 import {
   RESERVATION_PAGES_MAX,
@@ -518,7 +518,12 @@ export class OwnHeap {
     let shared = engine.lastSharedAccess;
     let growth = NO_GROWTH;
     if (address === 0 && engine.lastFailureCause === "quota") {
-      growth = await this.#grow(atCycles, modelledCycles(steps, this.physical.callCount - calls));
+      growth = await this.#grow(
+        atCycles,
+        modelledCycles(steps, this.physical.callCount - calls),
+        sizeBytes,
+        alignBytes,
+      );
       if (growth.granted > 0) {
         address = engine.allocate(sizeBytes, alignBytes, vcpu);
         steps += engine.lastSteps;
@@ -586,7 +591,12 @@ export class OwnHeap {
     let shared = engine.lastSharedAccess;
     let growth = NO_GROWTH;
     if (moved === 0 && engine.lastFailureCause === "quota") {
-      growth = await this.#grow(atCycles, modelledCycles(steps, this.physical.callCount - calls));
+      growth = await this.#grow(
+        atCycles,
+        modelledCycles(steps, this.physical.callCount - calls),
+        sizeBytes,
+        alignBytes,
+      );
       if (growth.granted > 0) {
         moved = engine.reallocate(address, sizeBytes, alignBytes, vcpu);
         steps += engine.lastSteps;
@@ -690,11 +700,22 @@ export class OwnHeap {
   // -- internals ------------------------------------------------------------------------
 
   /** Ask the hypervisor for `growPages` more, `offsetCycles` after `atCycles`. */
-  async #grow(atCycles: number | undefined, offsetCycles: number): Promise<Growth> {
+  /**
+   * Ask the hypervisor for more pages: `growPages`, or enough for a request of
+   * `needBytes` aligned to `alignBytes` if that is more (2^order pages with room for a
+   * header, plus a page for an allocator's region header), so one growth serves it.
+   */
+  async #grow(
+    atCycles: number | undefined,
+    offsetCycles: number,
+    needBytes: number,
+    alignBytes: number,
+  ): Promise<Growth> {
     if (this.growPages === 0) return NO_GROWTH;
     const at = atCycles === undefined ? undefined : atCycles + offsetCycles;
+    const forRequest = 2 ** getOrderFromBytes(needBytes + alignBytes + PAGE_SIZE_BYTES) + 1;
     const r = await this.#client.reserve(this.domainId, {
-      pages: this.growPages,
+      pages: Math.max(this.growPages, forRequest),
       ...(at !== undefined ? { at_cycles: at } : {}),
     });
     this.#growthRequests++;

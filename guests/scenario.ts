@@ -30,7 +30,7 @@ import type { AllocFailureCause } from "../hypervisor/xmalloc/engine.ts";
 import { ENGINE_NAMES } from "../hypervisor/xmalloc/registry.ts";
 import { ControlPlaneClient, type DomainInfo, type FetchLike } from "./client.ts";
 import { VcpuScheduler } from "./scheduler.ts";
-import { OwnHeap, type OwnHeapOpResult, type OwnHeapStats } from "./own_heap.ts";
+import { OwnHeap, OwnHeapBootError, type OwnHeapOpResult, type OwnHeapStats } from "./own_heap.ts";
 import {
   SMP_WORKLOADS,
   smpWorkloadDescriptor,
@@ -41,6 +41,15 @@ import { type ParsedTrace, parseTrace } from "../src/trace.ts";
 
 /** Most operations one run may execute (a bound on every loop). */
 export const SCENARIO_OPS_MAX = 5_000_000;
+
+/**
+ * A scenario that is well formed but cannot run as given (an own heap's boot refused,
+ * more operations than {@link SCENARIO_OPS_MAX}): the user's to change, not a bug.
+ */
+export class ScenarioError extends Error {
+  /** The error's name. */
+  override name = "ScenarioError";
+}
 
 const guestSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "1..64 letters, digits, '.', '_' or '-'"),
@@ -131,6 +140,16 @@ export function parseScenario(text: string, source = "scenario"): Scenario {
   assertMachineBytes(MiB(parsed.data.machine_mib));
   const base = source.includes("/") ? source.slice(0, source.lastIndexOf("/") + 1) : "";
   parsed.data.guests.forEach((g, i) => {
+    if (g.heap !== "hypervisor" && g.heap.initial_pages > g.max_pages) {
+      throw new RangeError(
+        `Invalid scenario ${source}: guests.${i}.heap.initial_pages: ${g.heap.initial_pages} is more than max_pages ${g.max_pages}`,
+      );
+    }
+    if (g.workload === "trace" && g.trace_file === undefined) {
+      throw new RangeError(
+        `Invalid scenario ${source}: guests.${i}.trace_file: workload "trace" needs one`,
+      );
+    }
     if (g.trace_file === undefined) return;
     if (g.workload !== "trace") {
       throw new RangeError(
@@ -141,7 +160,13 @@ export function parseScenario(text: string, source = "scenario"): Scenario {
     // before it starts.
     const path = g.trace_file.startsWith("/") ? g.trace_file : base + g.trace_file;
     g.trace_file = path;
-    loadTrace(path, `guests.${i}.trace_file`, source);
+    const trace = loadTrace(path, `guests.${i}.trace_file`, source);
+    const vcpuMax = trace.vcpus.reduce((m, v) => Math.max(m, v), 0);
+    if (vcpuMax >= g.vcpus) {
+      throw new RangeError(
+        `Invalid scenario ${source}: guests.${i}.trace_file: ${path} uses vCPU ${vcpuMax}, the guest has ${g.vcpus}`,
+      );
+    }
   });
   return parsed.data;
 }
@@ -318,13 +343,21 @@ async function bootGuest(
   firstVcpu: number,
 ): Promise<GuestState> {
   const prng = new Prng(deriveSeed(seed, `${spec.name}/${spec.workload}`));
-  const own = spec.heap === "hypervisor" ? null : await OwnHeap.boot(client, domainId, {
-    engine: spec.heap.own,
-    vcpus: spec.vcpus,
-    initialPages: spec.heap.initial_pages,
-    growPages: spec.heap.grow_pages,
-    atCycles: 0,
-  });
+  let own: OwnHeap | null = null;
+  if (spec.heap !== "hypervisor") {
+    try {
+      own = await OwnHeap.boot(client, domainId, {
+        engine: spec.heap.own,
+        vcpus: spec.vcpus,
+        initialPages: spec.heap.initial_pages,
+        growPages: spec.heap.grow_pages,
+        atCycles: 0,
+      });
+    } catch (e) {
+      if (!(e instanceof OwnHeapBootError)) throw e;
+      throw new ScenarioError(`Guest ${spec.name}: its own heap could not boot: ${e.message}`);
+    }
+  }
   return {
     spec,
     client,
@@ -366,7 +399,9 @@ export async function driveGuests(guests: GuestState[], seed: number): Promise<G
       continue;
     }
     if (++ops > SCENARIO_OPS_MAX) {
-      throw new Error(`Scenario (seed ${seed}) ran over ${SCENARIO_OPS_MAX} ops`);
+      throw new ScenarioError(
+        `The scenario ran over ${SCENARIO_OPS_MAX} operations: lower a guest's scale or vCPUs`,
+      );
     }
     const at = scheduler.clock(v);
     if (op.kind === "compute") {
@@ -445,7 +480,8 @@ function driveInWorker(
   return new Promise((resolve, reject) => {
     worker.onmessage = (e: MessageEvent) => {
       worker.terminate();
-      if (e.data.error) {
+      if (e.data.userError) reject(new ScenarioError(e.data.userError));
+      else if (e.data.error) {
         reject(new Error(`Guest ${spec.name} failed in its worker: ${e.data.error}`));
       } else resolve(e.data.figures as GuestRunFigures);
     };

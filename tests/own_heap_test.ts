@@ -266,17 +266,27 @@ Deno.test("own heap: growth beyond max_pages fails with cause quota (one refused
   assert.deepEqual(heap.check(), []);
 });
 
-Deno.test("own heap: a retry that still does not fit keeps the engine's cause; growPages 0 never asks", async () => {
+Deno.test("own heap: one growth is sized for the request; refused growth keeps cause quota; growPages 0 never asks", async () => {
   const s = await setup();
   const heap = await boot(s, { initialPages: 8, growPages: 4 });
   s.requests.length = 0;
+  // 64 pages asked for: growPages (4) would not do, so the growth asks for 2^order pages
+  // with room for a header (128) plus one.
   const big = await heap.allocate(64 * PAGE_SIZE_BYTES);
-  assert.deepEqual(
-    [big.ok, big.cause, big.reservationRequests, big.grantedPages],
-    [false, "quota", 1, 4],
-  );
+  assert.deepEqual([big.ok, big.reservationRequests, big.grantedPages], [true, 1, 129]);
   assert.equal(s.requests.length, 1);
-  assert.equal(heap.reservedPages, 12, "the growth was granted, then not enough");
+  assert.equal(heap.reservedPages, 8 + 129);
+  // A domain that cannot give that much: the growth is refused, the cause stays quota.
+  const small = await setup({ maxPages: 40 });
+  const tight = await boot(small, { initialPages: 8, growPages: 4 });
+  const refused = await tight.allocate(64 * PAGE_SIZE_BYTES);
+  assert.deepEqual([refused.ok, refused.cause, refused.reservationRequests, refused.grantedPages], [
+    false,
+    "quota",
+    1,
+    0,
+  ]);
+  assert.equal(tight.reservedPages, 8, "nothing granted");
   const still = await boot(await setup(), { initialPages: 8, growPages: 0 });
   const r = await still.allocate(64 * PAGE_SIZE_BYTES);
   assert.deepEqual([r.ok, r.cause, r.reservationRequests], [false, "quota", 0]);

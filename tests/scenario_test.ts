@@ -224,3 +224,31 @@ Deno.test("scenario: a guest replays a per-vCPU trace file named relative to the
   });
   assert.throws(() => parseScenario(wrong, `${dir}/s.json`), /only with workload "trace"/);
 });
+
+Deno.test("scenario: checks that need the guest are made before the run", () => {
+  const g = { name: "a", vcpus: 1, max_pages: 100, workload: "redis" };
+  assert.throws(
+    () =>
+      parseScenario(
+        JSON.stringify({
+          name: "x",
+          guests: [{ ...g, heap: { own: "tlsf", initial_pages: 200 } }],
+        }),
+      ),
+    /heap.initial_pages: 200 is more than max_pages 100/,
+  );
+  assert.throws(
+    () => parseScenario(JSON.stringify({ name: "x", guests: [{ ...g, workload: "trace" }] })),
+    /trace_file: workload "trace" needs one/,
+  );
+});
+
+Deno.test("scenario: a trace using more vCPUs than its guest has is refused up front", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/t.trace`, "a 1 100 3\nf 1 3\n");
+  const text = JSON.stringify({
+    name: "x",
+    guests: [{ name: "r", vcpus: 2, max_pages: 64, workload: "trace", trace_file: "t.trace" }],
+  });
+  assert.throws(() => parseScenario(text, `${dir}/s.json`), /uses vCPU 3, the guest has 2/);
+});

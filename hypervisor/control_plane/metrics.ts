@@ -58,7 +58,7 @@ export function renderMetrics(hypervisor: Hypervisor): string {
   metric(
     "heapvisor_domain_pages_held",
     "gauge",
-    "Pages the domain's pool holds (Xen tot_pages)",
+    "Pages the domain's pool holds (Xen's tot_pages adds reserved_pages)",
     per((s) => s.pages_held),
   );
   metric("heapvisor_domain_max_pages", "gauge", "The domain's page quota", per((s) => s.max_pages));

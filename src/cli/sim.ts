@@ -36,8 +36,10 @@ import {
   runScenario,
   runSpecialisation,
   type Scenario,
+  ScenarioError,
 } from "../../guests/scenario.ts";
 import type { FetchLike } from "../../guests/client.ts";
+import { SMP_WORKLOADS } from "../../guests/smp_workloads.ts";
 import { renderScenario, renderSpecialisation } from "./_scenario_render.ts";
 
 /** Default seed of every run. */
@@ -73,12 +75,14 @@ Options of scenario:
   --engines A,B       engines (default: the scenario's, all)
   --machine-mib N     machine memory in MiB (default: the scenario's, 1024)
   --listen            serve the control plane on a loopback socket and run each guest in a
-                      Worker of its own over HTTP: guests really run concurrently (each on
-                      its own virtual clock); pool figures match in-process runs, lock wait
-                      for the machine-wide heap lock and host time may differ
+                      Worker of its own over HTTP: guests really run concurrently, each on
+                      its own virtual clock, so the machine-wide heap lock is not modelled
+                      across them and the figures are close to, not the same as, in process
   --print-scenario    print the scenario as JSON and exit
   --no-timing, --json, --quiet   as for compare
-  specialise takes the same options; --engines names the own-heap allocators to try.
+  specialise takes --scenario, --seed, --engines (the own-heap allocators to try),
+  --machine-mib, --listen, --json and --quiet.
+  A scenario runs at most 5,000,000 allocator calls (lower scale or vCPUs past that).
 
 Options of compare:
   --seed N            seed of the run, 0..${SEED_MAX} (default ${DEFAULT_SEED}); printed first
@@ -95,7 +99,7 @@ Options of compare:
 
 Options of replay:
   --engine NAME       engine (one of: ${ENGINE_NAMES.join(", ")})
-  --trace FILE        trace file: lines "a <id> <size>", "f <id>", "# comment"; relative to
+  --trace FILE        trace file: lines "a <id> <size> [vcpu]", "f <id> [vcpu]", "# comment"; relative to
                       the directory you run from; "-" reads standard input
   --machine-mib N     machine memory in MiB, 1..${MACHINE_MIB_MAX} (default 1024)
   --reps N            timed replays for ns_per_op, 1..100 (default 9)
@@ -453,7 +457,7 @@ function scenarioFromFlags(flags: Flags): Scenario {
     } catch (e) {
       throw new UsageError(`Cannot read scenario ${path}: ${(e as Error).message}`);
     }
-    scenario = parseScenario(text, flags.scenario);
+    scenario = parseScenario(text, path); // the real path: trace files are relative to it
   }
   return {
     ...scenario,
@@ -472,7 +476,6 @@ async function specialiseCommand(flags: Flags, out: string[]): Promise<void> {
     "engines",
     "machine-mib",
     "listen",
-    "no-timing",
     "json",
     "quiet",
   ]);
@@ -487,7 +490,7 @@ async function specialiseCommand(flags: Flags, out: string[]): Promise<void> {
   }
   const onProgress = progressReporter(flags);
   const result = await runSpecialisation(scenario, scenario.engines, {
-    timing: !flags["no-timing"],
+    timing: false, // specialise reports no host time
     ...(onProgress ? { onProgress } : {}),
     ...(flags.listen ? { transport: serveOnLoopback, workers: true } : {}),
   });
@@ -668,19 +671,34 @@ function listEngines(flags: Flags, out: string[]): void {
 
 function listWorkloads(flags: Flags, out: string[]): void {
   allowOnly(flags, "workloads", ["json"]);
+  const single = WORKLOADS.map(({ name, description }) => ({
+    name,
+    description,
+    kind: "single-cpu",
+  }));
+  const smp = SMP_WORKLOADS.map(({ name, description }) => ({ name, description, kind: "smp" }));
   if (flags.json) {
-    out.push(
-      JSON.stringify(WORKLOADS.map(({ name, description }) => ({ name, description })), null, 2),
-    );
-  } else for (const w of WORKLOADS) out.push(`${w.name}: ${w.description}`);
+    out.push(JSON.stringify([...single, ...smp], null, 2));
+    return;
+  }
+  out.push("Single-CPU workloads (sim compare, sim trace --workload):");
+  for (const w of single) out.push(`  ${w.name}: ${w.description}`);
+  out.push("", 'SMP workloads (a scenario guest\'s "workload"; "trace" needs "trace_file"):');
+  for (const w of smp) out.push(`  ${w.name}: ${w.description}`);
 }
 
 // -- main ---------------------------------------------------------------------------
 
 function flush(out: string[]): void {
   if (out.length === 0) return;
-  Deno.stdout.writeSync(new TextEncoder().encode(out.join("\n") + "\n"));
+  const bytes = new TextEncoder().encode(out.join("\n") + "\n");
   out.length = 0;
+  try {
+    for (let at = 0; at < bytes.length;) at += Deno.stdout.writeSync(bytes.subarray(at));
+  } catch (e) {
+    if (e instanceof Deno.errors.BrokenPipe) Deno.exit(0); // the reader stopped (| head): fine
+    throw e;
+  }
 }
 
 /**
@@ -719,7 +737,10 @@ export async function main(args: string[]): Promise<number> {
     flush(out);
     return 0;
   } catch (e) {
-    if (e instanceof UsageError || e instanceof TraceError || e instanceof RangeError) {
+    if (
+      e instanceof UsageError || e instanceof TraceError || e instanceof RangeError ||
+      e instanceof ScenarioError
+    ) {
       console.error(`sim: ${e.message}`);
       if (!(e instanceof TraceError)) console.error("Run 'deno task sim --help' for usage.");
       return 2;
