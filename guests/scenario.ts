@@ -224,6 +224,8 @@ export interface GuestResult {
   overhead_ratio: number;
   /** Latency as the vCPU sees it: modelled cycles + lock wait. */
   latency_cycles: LatencyPercentiles;
+  /** The same latencies as [cycles, calls] pairs, ascending (for CDF charts). */
+  latency_histogram: [number, number][];
   /** Per vCPU: latency percentiles and cycles waited for locks. */
   per_vcpu: {
     vcpu: number;
@@ -290,6 +292,11 @@ export interface RunOptions {
   ) => Promise<{ send: FetchLike; baseUrl: string; close(): Promise<void> }>;
   /** With a transport: each guest in a Worker of its own (real concurrency between guests). */
   workers?: boolean;
+  /**
+   * Called after every in-process control-plane request with the engine and the
+   * hypervisor (reports take the page map at the peak this way). Not with a transport.
+   */
+  observe?: (engine: string, hv: Hypervisor) => void;
 }
 
 const ADMIN_TOKEN = "scenario-admin-token-0000";
@@ -513,6 +520,7 @@ function guestResult(spec: GuestSpec, f: GuestRunFigures, d: DomainInfo): GuestR
       ? 0
       : roundTo((peakPages * PAGE_SIZE_BYTES) / f.peakLiveBytes, 6),
     latency_cycles: histogram.summary(),
+    latency_histogram: f.latency,
     per_vcpu: smp.per_vcpu,
     lock_wait_cycles: smp.per_vcpu.reduce((s, p) => s + p.lock_wait_cycles, 0),
     lock_contended: smp.pool_lock.contended,
@@ -543,7 +551,14 @@ export async function runScenarioOnEngine(
   hv.tenancy.modelHeapLock = !inWorkers; // guests in Workers: one clock each
   const { app } = createControlPlane(hv, { adminToken: ADMIN_TOKEN });
   const served = options.transport ? await options.transport(app) : undefined;
-  const send: FetchLike = served ? served.send : (r) => app.fetch(r);
+  const observe = options.observe;
+  const send: FetchLike = served ? served.send : observe
+    ? async (r) => {
+      const response = await app.fetch(r);
+      observe(engine, hv);
+      return response;
+    }
+    : (r) => app.fetch(r);
   const baseUrl = served?.baseUrl ?? "http://heapvisor.invalid";
   try {
     const admin = new ControlPlaneClient(send, baseUrl, ADMIN_TOKEN);

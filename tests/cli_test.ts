@@ -7,7 +7,7 @@ const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 
 async function sim(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", SIM, ...args],
+    args: ["run", "--allow-read", "--allow-write", "--allow-net=127.0.0.1", SIM, ...args],
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
@@ -178,4 +178,36 @@ Deno.test("cli: the default scenario command is deterministic with --no-timing a
   const bad = await sim("--scenario", "/nonexistent.json");
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /Cannot read scenario/);
+});
+
+Deno.test("cli: --out writes a self-contained report, results.json and results.csv", async () => {
+  const dir = await Deno.makeTempDir();
+  const r = await sim(
+    "compare",
+    "--workloads",
+    "compcache",
+    "--scale",
+    "0.1",
+    "--no-timing",
+    "--out",
+    dir,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /report: .*report\.html/);
+  const html = await Deno.readTextFile(`${dir}/report.html`);
+  assert.ok(html.includes("<svg"), "charts are inline SVG");
+  assert.ok(!/(src|href)="https?:/.test(html), "nothing loaded from the network");
+  const csv = (await Deno.readTextFile(`${dir}/results.csv`)).split("\n");
+  assert.match(csv[0]!, /peak_pages/);
+  assert.ok(JSON.parse(await Deno.readTextFile(`${dir}/results.json`)).comparison);
+  const bad = await sim(
+    "compare",
+    "--workloads",
+    "compcache",
+    "--no-timing",
+    "--out",
+    "/proc/heapvisor-nope",
+  );
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /Cannot write the report/);
 });

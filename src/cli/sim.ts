@@ -27,7 +27,7 @@ import {
   nearPageCurve,
   type StepUp,
 } from "../../hypervisor/wastage.ts";
-import { assertMachineBytes } from "../../hypervisor/hypervisor.ts";
+import { assertMachineBytes, type Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { ENGINE_NAMES, ENGINES } from "../../hypervisor/xmalloc/registry.ts";
 import { WORKLOAD_NAMES, workloadDescriptor, WORKLOADS } from "../../guests/workloads.ts";
 import {
@@ -41,6 +41,8 @@ import {
 import type { FetchLike } from "../../guests/client.ts";
 import { SMP_WORKLOADS } from "../../guests/smp_workloads.ts";
 import { renderScenario, renderSpecialisation } from "./_scenario_render.ts";
+import { PeakPageMap, sampleFootprint } from "../report/data.ts";
+import { writeReport } from "../report/html.ts";
 
 /** Default seed of every run. */
 export const DEFAULT_SEED = 42;
@@ -79,6 +81,8 @@ Options of scenario:
                       its own virtual clock, so the machine-wide heap lock is not modelled
                       across them and the figures are close to, not the same as, in process
   --print-scenario    print the scenario as JSON and exit
+  --out DIR           also write DIR/report.html (charts as inline SVG, opens from disk),
+                      DIR/results.json and DIR/results.csv (compare takes --out too)
   --no-timing, --json, --quiet   as for compare
   specialise takes --scenario, --seed, --engines (the own-heap allocators to try),
   --machine-mib, --listen, --json and --quiet.
@@ -141,6 +145,7 @@ const OPTIONS = {
   scenario: { type: "string" },
   listen: { type: "boolean" },
   "print-scenario": { type: "boolean" },
+  out: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -241,6 +246,7 @@ function progressReporter(
 
 function compare(flags: Flags, out: string[]): void {
   allowOnly(flags, "compare", [
+    "out",
     "seed",
     "engines",
     "workloads",
@@ -277,8 +283,16 @@ function compare(flags: Flags, out: string[]): void {
     ...(workloads ? { workloads } : {}),
     ...(onProgress ? { onProgress } : {}),
   });
+  if (flags.out !== undefined) {
+    reportWritten = writeReportFor(flags.out, {
+      command: `deno task sim ${Deno.args.join(" ")}`.trim(),
+      comparison: result,
+      footprint: footprintSamples(seed, result.engines),
+    });
+  }
   if (flags.json) out.push(JSON.stringify(result, null, 2));
   else out.push(...renderComparison(result, timedReps));
+  if (reportWritten && !flags.json) out.push("", `report: ${reportWritten.join(", ")}`);
 }
 
 /**
@@ -403,10 +417,43 @@ function renderCurve(
   return out;
 }
 
+// -- reports ------------------------------------------------------------------------
+
+/** Files the last command wrote with --out (printed after its tables). */
+let reportWritten: string[] | null = null;
+
+/** Write the report to `dir` (relative to the caller); an unwritable place is a usage error. */
+function writeReportFor(dir: string, input: Parameters<typeof writeReport>[1]): string[] {
+  try {
+    return writeReport(userPath(dir), input);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** Footprint over time of two telling workloads, every engine (report charts). */
+function footprintSamples(seed: number, engines: readonly string[]) {
+  const samples = [];
+  for (const name of ["frag-ramp", "compcache"]) {
+    const trace = workloadDescriptor(name).generate(new Prng(deriveSeed(seed, name)), 1);
+    const every = Math.max(1, Math.ceil(trace.opCount / 600));
+    for (const engine of engines) {
+      samples.push({
+        source: name,
+        engine,
+        every,
+        samples: sampleFootprint(trace, engine, MiB(1024), every),
+      });
+    }
+  }
+  return samples;
+}
+
 // -- scenario -----------------------------------------------------------------------
 
 async function scenarioCommand(flags: Flags, out: string[]): Promise<void> {
   allowOnly(flags, "scenario", [
+    "out",
     "scenario",
     "seed",
     "engines",
@@ -436,14 +483,46 @@ async function scenarioCommand(flags: Flags, out: string[]): Promise<void> {
     flush(out);
   }
   const onProgress = progressReporter(flags);
+  const names = new Map(scenario.guests.map((g, i) => [i + 1, g.name])); // domain ids in guest order
+  const maps = new Map(scenario.engines.map((e) => [e, new PeakPageMap({ names })]));
   const result = await runScenario(scenario, {
     timing,
     ...(onProgress ? { onProgress } : {}),
     ...(flags.listen ? { transport: serveOnLoopback, workers: true } : {}),
+    ...(flags.out !== undefined && !flags.listen
+      ? { observe: (engine: string, hv: Hypervisor) => maps.get(engine)!.observe(hv.pages) }
+      : {}),
   });
+  if (flags.out !== undefined) {
+    const curve = runComparison({
+      seed: scenario.seed,
+      engines: scenario.engines,
+      workloads: [],
+      timedReps: 0,
+    });
+    const written = writeReportFor(flags.out, {
+      command: `deno task sim ${Deno.args.join(" ")}`.trim(),
+      scenario: result,
+      comparison: curve,
+      latency: result.runs.flatMap((run) =>
+        run.guests.map((g) => ({
+          engine: run.engine,
+          guest: g.guest,
+          entries: g.latency_histogram,
+        }))
+      ),
+      pageMaps: [...maps].filter(([, m]) => m.map !== null).map(([engine, m]) => ({
+        engine,
+        map: m.map!,
+      })),
+      footprint: footprintSamples(scenario.seed, scenario.engines),
+    });
+    reportWritten = written;
+  }
   onProgress?.(1, 1, "done");
   if (flags.json) out.push(JSON.stringify(result, null, 2));
   else out.push(...renderScenario(result, timing, flags.listen === true));
+  if (reportWritten && !flags.json) out.push("", `report: ${reportWritten.join(", ")}`);
 }
 
 /** The scenario of `--scenario`, with `--seed`, `--engines`, `--machine-mib` applied. */
