@@ -180,10 +180,12 @@ Deno.test("control plane: public routes answer without a token", async (t) => {
       assert.ok(docs.text.includes(`<code>${path}</code>`), `docs page lacks ${path}`);
     }
   });
-  await t.step("GET / redirects to the docs", async () => {
+  await t.step("GET / serves the dashboard, without a token (the page holds no data)", async () => {
     const root = await call(plane.app, "GET", "/");
-    assert.ok(root.status >= 300 && root.status < 400, String(root.status));
-    assert.equal(root.headers.get("location"), "/v1/docs");
+    assert.equal(root.status, 200);
+    assert.match(root.contentType, /^text\/html/);
+    assert.match(root.text, /^<!DOCTYPE html>/);
+    assert.ok(root.text.includes('href="/v1/docs"'));
   });
   await t.step("an unknown route is a JSON 404 (with a token)", async () => {
     await assertRejected(plane, "GET", "/v1/nope", { token: ADMIN_TOKEN }, 404, "not_found");

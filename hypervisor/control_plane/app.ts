@@ -33,6 +33,7 @@ import { type AllocFailureCause, InvalidFreeError } from "../xmalloc/engine.ts";
 import { ENGINES } from "../xmalloc/registry.ts";
 import { type Principal, TokenStore } from "./auth.ts";
 import { renderMetrics } from "./metrics.ts";
+import { renderDashboard } from "./dashboard.ts";
 import { renderDocs } from "./docs.ts";
 import {
   AllocBody,
@@ -790,7 +791,7 @@ export function createControlPlane(
     (c) =>
       c.html(renderDocs(app.getOpenAPIDocument(document) as unknown as Record<string, unknown>)),
   );
-  app.get("/", (c) => c.redirect("/v1/docs"));
+  app.get("/", (c) => c.html(renderDashboard()));
 
   return { app, tokens };
 }
