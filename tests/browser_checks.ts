@@ -6,7 +6,8 @@
  * driven by `playwright-core`. The HTML report opened from disk (charts rendered, one
  * series per engine, axis labels with units, table figures equal to results.json) and
  * the control plane's dashboard served over a socket (the domain list equal to
- * GET /v1/domains, live stats following an allocation, the experiment's table equal to
+ * GET /v1/domains, live stats following an allocation, per-vCPU lock wait and latency
+ * charts after allocations on two vCPUs, the experiment's table equal to
  * what the API gives for the same batch). Each test takes a screenshot into a temp dir
  * and prints its path. Without chromium the tests are skipped, saying why.
  *
@@ -266,6 +267,62 @@ Deno.test({
           "time since opened (s)",
           "pages held (4 KiB pages)",
         ]);
+
+        // The per-vCPU charts: allocations on vCPUs 0 and 1 through the API, then one bar
+        // (lock wait) and one group of marks (latency) per vCPU, and vCPU 1's max as the API's.
+        for (let i = 0; i < 12; i++) {
+          await call(token, "POST", `/v1/domains/${web.id}/alloc`, {
+            size: 64 + 500 * i,
+            vcpu: i % 2,
+          });
+        }
+        const smp = (await call<DomainInfo>(token, "GET", `/v1/domains/${web.id}`)).smp;
+        assert.equal(smp.per_vcpu.length, 2);
+        const max1 = smp.per_vcpu[1]!.latency_cycles.max;
+        assert.ok(smp.per_vcpu[1]!.ops > 0 && max1 > 0, "vCPU 1 made calls");
+        const latency = page.locator("#live-latency-chart svg");
+        await page.waitForFunction(
+          `document.querySelector('#live-latency-chart g.vcpu[data-vcpu="1"] text.value[data-stat="max"]')?.textContent === "${
+            max1.toLocaleString("en-US")
+          }"`,
+        );
+        const lock = page.locator("#live-lock-chart svg");
+        assert.equal(
+          await lock.locator("title#lock-chart-title").textContent(),
+          "Lock wait per vCPU",
+        );
+        assert.equal(await lock.locator("g.vcpu").count(), 2);
+        assert.equal(await lock.locator("g.vcpu rect.bar").count(), 2);
+        assert.deepEqual(await lock.locator("text.axis-label").allTextContents(), [
+          "vCPU (number)",
+          "lock wait (cycles)",
+        ]);
+        assert.deepEqual(
+          await lock.locator("g.vcpu").evaluateAll((gs) =>
+            gs.map((g) => Number(g.querySelector("rect.bar")?.getAttribute("data-value")))
+          ),
+          smp.per_vcpu.map((v) => v.lock_wait_cycles),
+          "lock wait bars equal the API's",
+        );
+        assert.equal(await latency.locator("g.vcpu").count(), 2);
+        for (const vcpu of [0, 1]) {
+          const group = latency.locator(`g.vcpu[data-vcpu="${vcpu}"]`);
+          assert.equal(await group.locator(".mark").count(), 3, `vCPU ${vcpu}: p50, p99, max`);
+        }
+        assert.deepEqual(await latency.locator("text.axis-label").allTextContents(), [
+          "vCPU (number)",
+          "latency (modelled cycles)",
+        ]);
+        const shownMax1 = await latency.locator('g.vcpu[data-vcpu="1"] text.value[data-stat="max"]')
+          .textContent();
+        assert.equal(figure(shownMax1), max1, "vCPU 1's max latency as the API gives it");
+        const worstVcpu = smp.per_vcpu[0]!.latency_cycles.max >= max1 ? 0 : 1;
+        assert.equal(
+          await latency.locator('g.vcpu[data-worst="true"]').getAttribute("data-vcpu"),
+          String(worstVcpu),
+          "the worst case marked",
+        );
+        assert.equal(await latency.locator("circle.worst").count(), 1);
         await screenshot(page, "dashboard-live");
         await page.getByRole("button", { name: "Stop" }).click();
 

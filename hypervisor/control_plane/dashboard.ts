@@ -6,9 +6,11 @@
  * (GET /v1/domains/{id}/events, read with `fetch` so the bearer header can be sent,
  * which `EventSource` cannot) with a chart of pages held over time, and a comparison
  * experiment (a domain per engine, one batch of allocations then frees, the domains
- * deleted after).
+ * deleted after). Beside the pages-held chart, two per-vCPU charts follow each stats
+ * event: lock wait (bars, log scale when the vCPUs differ by over 100x) and latency
+ * (p50 / p99 / max modelled cycles on a log axis, the worst vCPU ringed).
  *
- * Every text that comes from data is set with `textContent`; the chart is built with
+ * Every text that comes from data is set with `textContent`; the charts are built with
  * `createElementNS`. Nothing is parsed as markup.
  *
  * @module
@@ -181,6 +183,7 @@ async function startLive(id, name) {
   $("live-title").textContent = "Live stats: domain " + id + " (" + name + ")";
   $("live-figures").replaceChildren();
   drawChart(live.points);
+  drawVcpuCharts(null);
   setStatus($("live-status"), "Connecting...", false);
   try {
     const res = await fetch("/v1/domains/" + encodeURIComponent(id) + "/events?interval_ms=250", {
@@ -257,6 +260,7 @@ function onEvent(live, event, data) {
   }
   $("live-figures").replaceChildren(...items);
   drawChart(live.points);
+  drawVcpuCharts(s);
 }
 
 // -- the chart: pages held over time, an inline SVG built element by element ------------
@@ -312,6 +316,153 @@ function drawChart(points) {
     root.append(path);
   }
   $("live-chart").replaceChildren(root);
+}
+
+// -- per-vCPU charts: lock wait (bars) and latency percentiles (grouped marks) -----------
+// Okabe-Ito colours (told apart with colour-blindness), each series also by its shape.
+const MARKS = [
+  { key: "p50", label: "p50", colour: "#0072b2" },
+  { key: "p99", label: "p99", colour: "#d55e00" },
+  { key: "max", label: "max", colour: "#000000" },
+];
+function markShape(key, x, y, colour) {
+  if (key === "p50") return svg("circle", { cx: x, cy: y, r: 5, fill: colour });
+  if (key === "p99") return svg("rect", { x: x - 5, y: y - 5, width: 10, height: 10, fill: "#fff", stroke: colour, "stroke-width": 2 });
+  return svg("path", { d: "M" + x + " " + (y - 7) + "L" + (x + 6) + " " + (y + 5) + "L" + (x - 6) + " " + (y + 5) + "Z", fill: colour });
+}
+function logTicks(lo, hi) {
+  const a = Math.floor(Math.log10(Math.max(1, lo)));
+  let b = Math.ceil(Math.log10(Math.max(1, hi)));
+  if (b <= a) b = a + 1;
+  const ticks = [];
+  for (let e = a; e <= b; e++) ticks.push(Math.pow(10, e));
+  return ticks;
+}
+// A y scale over values: log (powers of ten) when asked or when the positive values
+// differ by more than 100x, else linear from 0.
+function yScale(values, box, forceLog) {
+  const pos = values.filter((v) => v > 0);
+  const lo = pos.length ? Math.min(...pos) : 1, hi = pos.length ? Math.max(...pos) : 1;
+  const log = Boolean(forceLog) || hi / lo > 100;
+  if (log) {
+    const ticks = logTicks(lo, hi);
+    const l0 = Math.log10(ticks[0]), l1 = Math.log10(ticks[ticks.length - 1]);
+    const Y = (v) => box.b - ((Math.log10(Math.max(v, ticks[0])) - l0) / (l1 - l0)) * (box.b - box.t);
+    return { log, ticks, Y };
+  }
+  const ticks = niceTicks(hi, 5), top = ticks[ticks.length - 1];
+  return { log, ticks, Y: (v) => box.b - (v / top) * (box.b - box.t) };
+}
+function chartFrame(id, title, W, H) {
+  const root = svg("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img",
+    "aria-labelledby": id + "-title", id: id + "-svg" });
+  root.append(svg("title", { id: id + "-title" }, title));
+  root.append(svg("rect", { x: 0, y: 0, width: W, height: H, fill: "#fff" }));
+  return root;
+}
+function vcpuAxes(root, box, H, scale, rows, X, yLabel) {
+  for (const v of scale.ticks) {
+    root.append(svg("line", { x1: box.l, x2: box.r, y1: scale.Y(v), y2: scale.Y(v), stroke: "#ddd" }));
+    root.append(svg("text", { x: box.l - 6, y: scale.Y(v) + 4, "text-anchor": "end", fill: "#333" }, fmt(v)));
+  }
+  for (const r of rows) {
+    root.append(svg("text", { x: X(r.vcpu), y: box.b + 17, "text-anchor": "middle", fill: "#333" }, String(r.vcpu)));
+  }
+  root.append(svg("line", { x1: box.l, x2: box.r, y1: box.b, y2: box.b, stroke: "#555" }));
+  root.append(svg("line", { x1: box.l, x2: box.l, y1: box.t, y2: box.b, stroke: "#555" }));
+  root.append(svg("text", { class: "axis-label", x: (box.l + box.r) / 2, y: H - 8,
+    "text-anchor": "middle", fill: "#111" }, "vCPU (number)"));
+  root.append(svg("text", { class: "axis-label", transform: "translate(16 " + (box.t + box.b) / 2 + ") rotate(-90)",
+    "text-anchor": "middle", fill: "#111" }, yLabel));
+  if (scale.log) {
+    root.append(svg("text", { class: "scale-note", x: box.r, y: box.t - 6, "text-anchor": "end", fill: "#333" }, "log scale"));
+  }
+}
+function drawLockChart(rows) {
+  const W = 480, H = 280, box = { l: 80, r: W - 16, t: 40, b: H - 46 };
+  const root = chartFrame("lock-chart", "Lock wait per vCPU", W, H);
+  const scale = yScale(rows.map((r) => r.lock_wait_cycles), box, false);
+  const slot = (box.r - box.l) / Math.max(1, rows.length);
+  const X = (vcpu) => box.l + slot * (vcpu + 0.5);
+  vcpuAxes(root, box, H, scale, rows, X, "lock wait (cycles)");
+  const legend = svg("g", { class: "legend" });
+  legend.append(svg("rect", { x: box.l, y: 8, width: 12, height: 12, fill: "#1a4d8f" }));
+  legend.append(svg("text", { x: box.l + 18, y: 18, fill: "#111" }, "cycles waited for the pool and heap locks"));
+  root.append(legend);
+  const width = Math.min(48, slot * 0.6);
+  for (const r of rows) {
+    const g = svg("g", { class: "vcpu", "data-vcpu": r.vcpu });
+    const v = r.lock_wait_cycles, y = scale.Y(v);
+    const h = v > 0 ? Math.max(1, box.b - y) : 0;
+    const bar = svg("rect", { class: "bar", x: X(r.vcpu) - width / 2, y: box.b - h, width, height: h,
+      fill: "#1a4d8f", "data-value": v });
+    bar.append(svg("title", {}, "vCPU " + r.vcpu + ": " + fmt(v) + " cycles waited"));
+    g.append(bar, svg("text", { class: "value", x: X(r.vcpu), y: box.b - h - 4, "text-anchor": "middle", fill: "#111" }, fmt(v)));
+    root.append(g);
+  }
+  $("live-lock-chart").replaceChildren(root);
+}
+function drawLatencyChart(rows) {
+  const W = 480, H = 280, box = { l: 80, r: W - 16, t: 40, b: H - 46 };
+  const root = chartFrame("latency-chart", "Latency per vCPU: p50, p99 and max modelled cycles", W, H);
+  const values = [];
+  for (const r of rows) if (r.ops > 0) for (const m of MARKS) values.push(r.latency_cycles[m.key]);
+  const scale = yScale(values, box, true);
+  const slot = (box.r - box.l) / Math.max(1, rows.length);
+  const X = (vcpu) => box.l + slot * (vcpu + 0.5);
+  vcpuAxes(root, box, H, scale, rows, X, "latency (modelled cycles)");
+  let worst = null;
+  for (const r of rows) {
+    if (r.ops > 0 && (worst === null || r.latency_cycles.max > worst.latency_cycles.max)) worst = r;
+  }
+  const legend = svg("g", { class: "legend" });
+  let lx = box.l;
+  for (const m of MARKS) {
+    legend.append(markShape(m.key, lx + 6, 14, m.colour), svg("text", { x: lx + 16, y: 18, fill: "#111" }, m.label));
+    lx += 56;
+  }
+  legend.append(svg("circle", { cx: lx + 6, cy: 14, r: 8, fill: "none", stroke: "#a30000", "stroke-width": 2, "stroke-dasharray": "3 2" }));
+  legend.append(svg("text", { x: lx + 18, y: 18, fill: "#111" }, "worst case (highest max)"));
+  root.append(legend);
+  const dx = Math.min(14, slot / 4);
+  for (const r of rows) {
+    const g = svg("g", { class: "vcpu", "data-vcpu": r.vcpu });
+    const x0 = X(r.vcpu);
+    if (r.ops === 0) {
+      g.append(svg("text", { class: "empty", x: x0, y: box.b - 6, "text-anchor": "middle", fill: "#333" }, "no calls"));
+      root.append(g);
+      continue;
+    }
+    const pts = MARKS.map((m, i) => ({ m, x: x0 + (i - 1) * dx, v: r.latency_cycles[m.key] }));
+    let d = "";
+    pts.forEach((p, i) => { d += (i === 0 ? "M" : "L") + p.x.toFixed(1) + " " + scale.Y(p.v).toFixed(1); });
+    g.append(svg("path", { d, fill: "none", stroke: "#999", "stroke-width": 1 }));
+    for (const p of pts) {
+      const mark = markShape(p.m.key, p.x, scale.Y(p.v), p.m.colour);
+      mark.setAttribute("class", "mark " + p.m.key);
+      mark.setAttribute("data-stat", p.m.key);
+      mark.setAttribute("data-value", String(p.v));
+      mark.append(svg("title", {}, "vCPU " + r.vcpu + " " + p.m.label + ": " + fmt(p.v) + " cycles"));
+      g.append(mark);
+    }
+    const top = pts[2];
+    g.append(svg("text", { class: "value", "data-stat": "max", x: top.x, y: scale.Y(top.v) - 10,
+      "text-anchor": "middle", fill: "#111" }, fmt(top.v)));
+    if (r === worst) {
+      g.setAttribute("data-worst", "true");
+      g.append(svg("circle", { class: "worst", cx: top.x, cy: scale.Y(top.v), r: 10, fill: "none",
+        stroke: "#a30000", "stroke-width": 2, "stroke-dasharray": "3 2" }));
+      g.append(svg("text", { class: "worst-label", x: top.x, y: scale.Y(top.v) - 24, "text-anchor": "middle",
+        fill: "#a30000", "font-weight": "600" }, "worst"));
+    }
+    root.append(g);
+  }
+  $("live-latency-chart").replaceChildren(root);
+}
+function drawVcpuCharts(s) {
+  const rows = s && s.smp && Array.isArray(s.smp.per_vcpu) ? s.smp.per_vcpu : [];
+  drawLockChart(rows);
+  drawLatencyChart(rows);
 }
 
 // -- the experiment ---------------------------------------------------------------------
@@ -440,6 +591,10 @@ const BODY = `
 <div class="row" style="align-items: flex-start">
 <dl id="live-figures" class="figures" aria-label="the domain's figures"></dl>
 <figure id="live-chart" style="margin: 0"></figure>
+</div>
+<div class="row" style="align-items: flex-start">
+<figure id="live-lock-chart" style="margin: 0"></figure>
+<figure id="live-latency-chart" style="margin: 0"></figure>
 </div>
 </section>
 <section id="exp-section" aria-labelledby="exp-h" hidden>
