@@ -123,6 +123,16 @@ export {
 } from "./hypervisor/domains.ts";
 export { modelledCycles } from "./src/cost_model.ts";
 export {
+  applyOp,
+  crc32,
+  Journal,
+  JournalError,
+  type JournalOp,
+  MIGRATIONS,
+  type ReplaySummary,
+  SCHEMA_VERSION,
+} from "./hypervisor/journal.ts";
+export {
   type ControlPlane,
   type ControlPlaneApp,
   type ControlPlaneEnv,

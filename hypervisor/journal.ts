@@ -1,0 +1,333 @@
+/**
+ * The durable operation log behind the control plane's state (issue 6, first piece).
+ *
+ * The model is deterministic: the same operations in the same order give the same
+ * addresses, pages and figures. So the state that must survive a restart is the
+ * sequence of operations the service acknowledged, not the heaps themselves. Each
+ * acknowledged operation (one that returned, served or not: a refused allocation
+ * still counts a failure and its steps) is appended to one machine-wide log, in the
+ * order the machine saw it, before the response is sent. Operations that threw (a
+ * free of no live block, a quota refusal of a domain) changed nothing and are not
+ * logged.
+ *
+ * Storage is an embedded SQLite database (`node:sqlite`, shipped with Deno):
+ * - `PRAGMA journal_mode = WAL`, so a commit is one sequential append and readers
+ *   do not block the writer;
+ * - `PRAGMA synchronous = FULL`: the WAL is fsynced at every commit, so an
+ *   acknowledged operation survives power loss, not only a killed process (NORMAL
+ *   would survive `kill -9` but may lose the last commits on power loss);
+ * - a batch of operations is one transaction: one fsync for the batch.
+ *
+ * Each row carries a CRC-32 of its JSON, and sequence numbers must run 1, 2, 3...
+ * without a gap: a corrupt or truncated log is reported with the row it broke at,
+ * never half-loaded. The schema version is SQLite's `user_version`, upgraded by
+ * {@link MIGRATIONS} in order; a database from a newer heapvisor is refused.
+ *
+ * @module
+ */
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type { BuddyPageAllocator } from "./page_allocator.ts";
+import type { MemoryOpResult, Tenancy } from "./domains.ts";
+
+/** One acknowledged operation, as logged (snake_case, like the API's bodies). */
+export type JournalOp =
+  | { kind: "create_tenant"; name: string; max_domains: number; max_pages: number }
+  | { kind: "delete_tenant"; tenant: number }
+  | {
+    kind: "create_domain";
+    tenant: number;
+    name: string;
+    vcpus: number;
+    max_pages: number;
+    engine: string;
+  }
+  | { kind: "destroy_domain"; domain: number }
+  | {
+    kind: "allocate";
+    domain: number;
+    size: number;
+    align: number;
+    vcpu: number;
+    at_cycles?: number;
+  }
+  | { kind: "free"; domain: number; address: number; vcpu: number; at_cycles?: number }
+  | {
+    kind: "reallocate";
+    domain: number;
+    address: number;
+    size: number;
+    align: number;
+    vcpu: number;
+    at_cycles?: number;
+  }
+  | { kind: "reserve"; domain: number; pages: number; at_cycles?: number }
+  | { kind: "unreserve"; domain: number; pages: number; at_cycles?: number };
+
+/** A log that cannot be opened or replayed as it is: what, and the row where. */
+export class JournalError extends Error {
+  /** Always "JournalError". */
+  override name = "JournalError";
+}
+
+/** Schema migrations: entry `i` takes `user_version` from `i` to `i + 1`. */
+export const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE ops (
+     seq INTEGER PRIMARY KEY,
+     op TEXT NOT NULL,
+     crc INTEGER NOT NULL
+   );`,
+];
+
+/** The schema version this heapvisor writes. */
+export const SCHEMA_VERSION: number = MIGRATIONS.length;
+
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+/** CRC-32 (IEEE 802.3, the zlib polynomial) of `text`'s UTF-8 bytes. */
+export function crc32(text: string): number {
+  const bytes = new TextEncoder().encode(text);
+  let c = 0xffffffff;
+  for (const b of bytes) c = (CRC_TABLE[(c ^ b) & 0xff] ?? 0) ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+const KINDS: Readonly<Record<JournalOp["kind"], readonly string[]>> = {
+  create_tenant: ["name", "max_domains", "max_pages"],
+  delete_tenant: ["tenant"],
+  create_domain: ["tenant", "name", "vcpus", "max_pages", "engine"],
+  destroy_domain: ["domain"],
+  allocate: ["domain", "size", "align", "vcpu"],
+  free: ["domain", "address", "vcpu"],
+  reallocate: ["domain", "address", "size", "align", "vcpu"],
+  reserve: ["domain", "pages"],
+  unreserve: ["domain", "pages"],
+};
+
+/** Parse one logged row, or say what is wrong with it. */
+function parseOp(seq: number, text: string): JournalOp {
+  let op: unknown;
+  try {
+    op = JSON.parse(text);
+  } catch (e) {
+    throw new JournalError(`Journal row ${seq}: not JSON (${(e as Error).message})`);
+  }
+  if (typeof op !== "object" || op === null || Array.isArray(op)) {
+    throw new JournalError(`Journal row ${seq}: not an object`);
+  }
+  const kind = (op as { kind?: unknown }).kind;
+  if (typeof kind !== "string" || !Object.hasOwn(KINDS, kind)) {
+    throw new JournalError(`Journal row ${seq}: unknown kind ${JSON.stringify(kind)}`);
+  }
+  for (const field of KINDS[kind as JournalOp["kind"]]) {
+    const v = (op as Record<string, unknown>)[field];
+    const ok = field === "name" || field === "engine"
+      ? typeof v === "string"
+      : Number.isSafeInteger(v);
+    if (!ok) throw new JournalError(`Journal row ${seq}: ${kind} has a bad ${field}`);
+  }
+  return op as JournalOp;
+}
+
+/** What replaying a log did. */
+export interface ReplaySummary {
+  /** Operations applied. */
+  ops: number;
+  /** Domains alive after it. */
+  domains: number;
+}
+
+/**
+ * Apply one operation to `tenancy`, as the control plane does for a request.
+ *
+ * @returns the memory operation's outcome, or null for tenant and domain operations
+ * @throws whatever the tenancy throws for an operation it refuses
+ */
+export function applyOp(tenancy: Tenancy, op: JournalOp): MemoryOpResult | null {
+  switch (op.kind) {
+    case "create_tenant":
+      tenancy.createTenant(op.name, { maxDomains: op.max_domains, maxPages: op.max_pages });
+      return null;
+    case "delete_tenant":
+      tenancy.deleteTenant(op.tenant);
+      return null;
+    case "create_domain":
+      tenancy.createDomain(op.tenant, {
+        name: op.name,
+        vcpus: op.vcpus,
+        maxPages: op.max_pages,
+        engine: op.engine,
+      });
+      return null;
+    case "destroy_domain":
+      tenancy.destroyDomain(op.domain);
+      return null;
+    case "allocate":
+      return tenancy.domain(op.domain).allocate(op.size, op.align, op.vcpu, op.at_cycles);
+    case "free":
+      return tenancy.domain(op.domain).free(op.address, op.vcpu, op.at_cycles);
+    case "reallocate":
+      return tenancy.domain(op.domain).reallocate(
+        op.address,
+        op.size,
+        op.align,
+        op.vcpu,
+        op.at_cycles,
+      );
+    case "reserve":
+      tenancy.domain(op.domain).reserve(op.pages, op.at_cycles);
+      return null;
+    case "unreserve":
+      tenancy.domain(op.domain).unreserve(op.pages, op.at_cycles);
+      return null;
+  }
+}
+
+/** The append-only log of acknowledged operations in one SQLite database. */
+export class Journal {
+  readonly #db: DatabaseSync;
+  readonly #insert: StatementSync;
+  #lastSeq: number;
+
+  /**
+   * Open (creating if needed) the log at `path`, or an in-memory one at `":memory:"`.
+   *
+   * @throws {JournalError} if the file is not a heapvisor database, is corrupt, or
+   *   comes from a newer heapvisor
+   */
+  constructor(path: string) {
+    try {
+      this.#db = new DatabaseSync(path);
+      this.#db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
+      const integrity = this.#db.prepare("PRAGMA quick_check").get() as
+        | Record<string, unknown>
+        | undefined;
+      const verdict = integrity ? Object.values(integrity)[0] : "no answer";
+      if (verdict !== "ok") {
+        throw new JournalError(`Journal ${path}: SQLite integrity check failed: ${verdict}`);
+      }
+      this.#migrate(path);
+    } catch (e) {
+      if (e instanceof JournalError) throw e;
+      throw new JournalError(`Journal ${path}: cannot open: ${(e as Error).message}`);
+    }
+    this.#insert = this.#db.prepare("INSERT INTO ops (seq, op, crc) VALUES (?, ?, ?)");
+    const last = this.#db.prepare("SELECT max(seq) AS seq FROM ops").get() as {
+      seq: number | null;
+    };
+    this.#lastSeq = last.seq ?? 0;
+  }
+
+  #migrate(path: string): void {
+    const row = this.#db.prepare("PRAGMA user_version").get() as { user_version: number };
+    const version = row.user_version;
+    if (version > SCHEMA_VERSION) {
+      throw new JournalError(
+        `Journal ${path}: schema version ${version} is newer than this heapvisor's ${SCHEMA_VERSION}`,
+      );
+    }
+    for (const [v, sql] of MIGRATIONS.entries()) {
+      if (v < version) continue;
+      this.#db.exec("BEGIN");
+      try {
+        this.#db.exec(sql);
+        this.#db.exec(`PRAGMA user_version = ${v + 1}`);
+        this.#db.exec("COMMIT");
+      } catch (e) {
+        this.#db.exec("ROLLBACK");
+        throw e;
+      }
+    }
+  }
+
+  /** Operations logged so far. */
+  get length(): number {
+    return this.#lastSeq;
+  }
+
+  /**
+   * Append `ops` in one transaction: all are durable when this returns, or none.
+   */
+  append(ops: readonly JournalOp[]): void {
+    if (ops.length === 0) return;
+    const first = this.#lastSeq + 1;
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      let seq = first;
+      for (const op of ops) {
+        const text = JSON.stringify(op);
+        this.#insert.run(seq++, text, crc32(text));
+      }
+      this.#db.exec("COMMIT");
+      this.#lastSeq = seq - 1;
+    } catch (e) {
+      this.#db.exec("ROLLBACK");
+      throw e;
+    }
+  }
+
+  /**
+   * Every logged operation, in order, checked.
+   *
+   * @throws {JournalError} at the first row with a gap in sequence, a CRC that does
+   *   not match, or a body that is not an operation
+   */
+  *entries(): Generator<JournalOp> {
+    let expected = 1;
+    for (
+      const row of this.#db.prepare("SELECT seq, op, crc FROM ops ORDER BY seq")
+        .iterate() as Iterable<{ seq: number; op: string; crc: number }>
+    ) {
+      if (row.seq !== expected) {
+        throw new JournalError(`Journal: row ${expected} is missing (next is ${row.seq})`);
+      }
+      if (crc32(row.op) !== row.crc) {
+        throw new JournalError(`Journal row ${row.seq}: CRC mismatch (the row is corrupt)`);
+      }
+      yield parseOp(row.seq, row.op);
+      expected++;
+    }
+  }
+
+  /**
+   * Rebuild state: apply every logged operation to `tenancy` (new, on `pages`), then
+   * verify every domain's heap and the page allocator with `check()`.
+   *
+   * Nothing is applied unless the whole log reads clean first.
+   *
+   * @throws {JournalError} if the log is corrupt, an operation is refused on replay,
+   *   or a check fails afterwards
+   */
+  replay(tenancy: Tenancy, pages: BuddyPageAllocator): ReplaySummary {
+    const ops = [...this.entries()];
+    ops.forEach((op, i) => {
+      try {
+        applyOp(tenancy, op);
+      } catch (e) {
+        throw new JournalError(
+          `Journal row ${i + 1}: ${op.kind} was refused on replay: ${(e as Error).message}`,
+        );
+      }
+    });
+    const problems = [...pages.check()];
+    for (const d of tenancy.domains()) {
+      for (const p of d.engine.check()) problems.push(`domain ${d.id}: ${p}`);
+    }
+    if (problems.length > 0) {
+      throw new JournalError(`Journal replay left a broken heap: ${problems.join("; ")}`);
+    }
+    return { ops: ops.length, domains: tenancy.domains().length };
+  }
+
+  /** Close the database. */
+  close(): void {
+    this.#db.close();
+  }
+}
