@@ -32,6 +32,7 @@ import type { MemoryOpResult, Tenancy } from "./domains.ts";
 /** One acknowledged operation, as logged (snake_case, like the API's bodies). */
 export type JournalOp =
   | { kind: "create_tenant"; name: string; max_domains: number; max_pages: number }
+  | { kind: "tenant_token"; tenant: number; sha256: string }
   | { kind: "delete_tenant"; tenant: number }
   | {
     kind: "create_domain";
@@ -76,6 +77,7 @@ export const MIGRATIONS: readonly string[] = [
      op TEXT NOT NULL,
      crc INTEGER NOT NULL
    );`,
+  `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
 ];
 
 /** The schema version this heapvisor writes. */
@@ -101,6 +103,7 @@ export function crc32(text: string): number {
 
 const KINDS: Readonly<Record<JournalOp["kind"], readonly string[]>> = {
   create_tenant: ["name", "max_domains", "max_pages"],
+  tenant_token: ["tenant", "sha256"],
   delete_tenant: ["tenant"],
   create_domain: ["tenant", "name", "vcpus", "max_pages", "engine"],
   destroy_domain: ["domain"],
@@ -128,7 +131,7 @@ function parseOp(seq: number, text: string): JournalOp {
   }
   for (const field of KINDS[kind as JournalOp["kind"]]) {
     const v = (op as Record<string, unknown>)[field];
-    const ok = field === "name" || field === "engine"
+    const ok = field === "name" || field === "engine" || field === "sha256"
       ? typeof v === "string"
       : Number.isSafeInteger(v);
     if (!ok) throw new JournalError(`Journal row ${seq}: ${kind} has a bad ${field}`);
@@ -154,6 +157,9 @@ export function applyOp(tenancy: Tenancy, op: JournalOp): MemoryOpResult | null 
   switch (op.kind) {
     case "create_tenant":
       tenancy.createTenant(op.name, { maxDomains: op.max_domains, maxPages: op.max_pages });
+      return null;
+    case "tenant_token": // the token store's business: see Journal.replay's onToken
+      tenancy.tenant(op.tenant);
       return null;
     case "delete_tenant":
       tenancy.deleteTenant(op.tenant);
@@ -300,16 +306,24 @@ export class Journal {
    * Rebuild state: apply every logged operation to `tenancy` (new, on `pages`), then
    * verify every domain's heap and the page allocator with `check()`.
    *
-   * Nothing is applied unless the whole log reads clean first.
+   * Nothing is applied unless the whole log reads clean first. `onToken` hears each
+   * tenant's token hash as it was issued (and `null` when the tenant is deleted), so
+   * the caller's token store can take them back.
    *
    * @throws {JournalError} if the log is corrupt, an operation is refused on replay,
    *   or a check fails afterwards
    */
-  replay(tenancy: Tenancy, pages: BuddyPageAllocator): ReplaySummary {
+  replay(
+    tenancy: Tenancy,
+    pages: BuddyPageAllocator,
+    onToken?: (tenant: number, sha256: string | null) => void,
+  ): ReplaySummary {
     const ops = [...this.entries()];
     ops.forEach((op, i) => {
       try {
         applyOp(tenancy, op);
+        if (op.kind === "tenant_token") onToken?.(op.tenant, op.sha256);
+        if (op.kind === "delete_tenant") onToken?.(op.tenant, null);
       } catch (e) {
         throw new JournalError(
           `Journal row ${i + 1}: ${op.kind} was refused on replay: ${(e as Error).message}`,
@@ -324,6 +338,31 @@ export class Journal {
       throw new JournalError(`Journal replay left a broken heap: ${problems.join("; ")}`);
     }
     return { ops: ops.length, domains: tenancy.domains().length };
+  }
+
+  /**
+   * Bind the log to a machine: the first time, remember `machine`; after, refuse a
+   * different one (replaying on another machine would not give the same heaps).
+   *
+   * @throws {JournalError} if the log was written for another machine
+   */
+  bindMachine(machine: { frames: number; defaultEngine: string }): void {
+    const get = this.#db.prepare("SELECT value FROM meta WHERE key = ?");
+    const put = this.#db.prepare("INSERT INTO meta (key, value) VALUES (?, ?)");
+    const want: [string, string][] = [
+      ["machine_frames", String(machine.frames)],
+      ["default_engine", machine.defaultEngine],
+    ];
+    for (const [key, value] of want) {
+      const row = get.get(key) as { value: string } | undefined;
+      if (row === undefined) put.run(key, value);
+      else if (row.value !== value) {
+        throw new JournalError(
+          `Journal was written for ${key} ${row.value}, not ${value}: start with the same ` +
+            `machine (--machine-mib, --engine) or another data directory`,
+        );
+      }
+    }
   }
 
   /** Close the database. */

@@ -197,3 +197,35 @@ Deno.test("journal: a corrupt, gapped, foreign or newer log is refused, naming t
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("journal: when appending fails the request gets 503 and later changes are refused", async () => {
+  const { Hypervisor } = await import("../hypervisor/hypervisor.ts");
+  const { createControlPlane } = await import("../hypervisor/control_plane/app.ts");
+  const hv = new Hypervisor({ engine: "tlsf", machineBytes: 64 * 1024 * 1024 });
+  const journal = new Journal(":memory:");
+  const admin = "admin-token-0123456789";
+  const { app } = createControlPlane(hv, { adminToken: admin, journal });
+  const post = (path: string, body: unknown) =>
+    app.request(path, {
+      method: "POST",
+      headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  const ok = await post("/v1/tenants", { name: "t", max_domains: 1, max_pages: 64 });
+  assert.equal(ok.status, 201);
+  assert.deepEqual([...journal.entries()].map((op) => op.kind), ["create_tenant", "tenant_token"]);
+  assert.ok(
+    [...journal.entries()].every((op) => !JSON.stringify(op).includes("hvt_")),
+    "the journal keeps token hashes, never tokens",
+  );
+  journal.close(); // every append fails from now on, as on a full or read-only disk
+  const refused = await post("/v1/tenants", { name: "u", max_domains: 1, max_pages: 64 });
+  assert.equal(refused.status, 503);
+  assert.equal((await refused.json()).error.code, "journal_unavailable");
+  const later = await post("/v1/tenants", { name: "v", max_domains: 1, max_pages: 64 });
+  assert.equal(later.status, 503);
+  assert.match((await later.json()).error.message, /refused until a restart/);
+  assert.equal(hv.tenancy.tenants().length, 2, "the later change did not reach the model");
+  const read = await app.request("/v1/tenants", { headers: { authorization: `Bearer ${admin}` } });
+  assert.equal(read.status, 200, "reads still work");
+});

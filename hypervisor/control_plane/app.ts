@@ -32,6 +32,7 @@ import {
 import { type AllocFailureCause, InvalidFreeError } from "../xmalloc/engine.ts";
 import { ENGINES } from "../xmalloc/registry.ts";
 import { type Principal, TokenStore } from "./auth.ts";
+import type { Journal, JournalOp } from "../journal.ts";
 import { renderMetrics } from "./metrics.ts";
 import { renderDashboard } from "./dashboard.ts";
 import { renderDocs } from "./docs.ts";
@@ -77,6 +78,13 @@ export interface ControlPlaneOptions {
    * and end, so a graceful shutdown does not wait for them.
    */
   signal?: AbortSignal;
+  /**
+   * Where acknowledged operations are made durable before each response (none:
+   * ephemeral). If appending fails (disk full, read-only), the request gets 503 and
+   * every later change is refused with 503 too, since memory then holds an operation
+   * the log does not.
+   */
+  journal?: Journal;
 }
 
 /** Most event streams open at once, in all and per tenant. */
@@ -104,7 +112,7 @@ export interface ControlPlane {
 
 /** Throw the JSON error `code` with `status`. */
 function fail(
-  status: 400 | 401 | 403 | 404 | 409 | 413 | 429,
+  status: 400 | 401 | 403 | 404 | 409 | 413 | 429 | 503,
   code: string,
   message: string,
 ): never {
@@ -144,6 +152,19 @@ export function createControlPlane(
   options: ControlPlaneOptions,
 ): ControlPlane {
   const tokens = new TokenStore(options.adminToken);
+  const journal = options.journal;
+  let journalFault: string | null = null;
+  /** Make `ops` durable, or answer 503 and refuse every later change. */
+  const record = (ops: JournalOp[]): void => {
+    if (journal === undefined || ops.length === 0) return;
+    try {
+      journal.append(ops);
+    } catch (e) {
+      journalFault = (e as Error).message;
+      console.error(`control plane: journal append failed: ${journalFault}`);
+      fail(503, "journal_unavailable", `Not durable, so not done: ${journalFault}`);
+    }
+  };
   let openStreams = 0;
   const streamsByTenant = new Map<number, number>(); // 0: the admin
   const tenancy = hypervisor.tenancy;
@@ -249,6 +270,17 @@ export function createControlPlane(
     return batch ? batchLimit(c, next) : defaultLimit(c, next);
   });
 
+  app.use("*", (c, next) => {
+    if (journalFault !== null && c.req.method !== "GET" && c.req.method !== "HEAD") {
+      fail(
+        503,
+        "journal_unavailable",
+        `Changes are refused until a restart: the journal failed (${journalFault})`,
+      );
+    }
+    return next();
+  });
+
   const requireAdmin = (c: Context<Env>): void => {
     if (c.var.principal.role !== "admin") {
       fail(403, "forbidden", "This route needs the admin token");
@@ -332,6 +364,15 @@ export function createControlPlane(
         maxPages: body.max_pages,
       });
       const token = tokens.issueTenantToken(tenant.id);
+      record([
+        {
+          kind: "create_tenant",
+          name: body.name,
+          max_domains: body.max_domains,
+          max_pages: body.max_pages,
+        },
+        { kind: "tenant_token", tenant: tenant.id, sha256: tokens.tenantTokenHash(tenant.id)! },
+      ]);
       return c.json({ ...tenantBody(tenant.id), token }, 201);
     },
   );
@@ -379,6 +420,7 @@ export function createControlPlane(
       const { id } = c.req.valid("param");
       tenancy.deleteTenant(id);
       tokens.revokeTenant(id);
+      record([{ kind: "delete_tenant", tenant: id }]);
       assertMachineSound(hypervisor);
       return c.body(null, 204);
     },
@@ -422,6 +464,14 @@ export function createControlPlane(
         maxPages: body.max_pages,
         ...(body.engine ? { engine: body.engine } : {}),
       });
+      record([{
+        kind: "create_domain",
+        tenant: tenantId,
+        name: body.name,
+        vcpus: body.vcpus,
+        max_pages: body.max_pages,
+        engine: body.engine ?? tenancy.defaultEngine,
+      }]);
       return c.json(domain.stats(), 201);
     },
   );
@@ -466,6 +516,7 @@ export function createControlPlane(
     (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
       tenancy.destroyDomain(domain.id);
+      record([{ kind: "destroy_domain", domain: domain.id }]);
       assertMachineSound(hypervisor);
       return c.body(null, 204);
     },
@@ -502,6 +553,14 @@ export function createControlPlane(
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.allocate(b.size, b.align ?? 1, b.vcpu ?? 0, b.at_cycles);
+      record([{
+        kind: "allocate",
+        domain: domain.id,
+        size: b.size,
+        align: b.align ?? 1,
+        vcpu: b.vcpu ?? 0,
+        ...at(b.at_cycles),
+      }]);
       return c.json(opResult(r), r.ok ? 201 : 507);
     },
   );
@@ -525,7 +584,15 @@ export function createControlPlane(
     (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
-      return c.json(opResult(domain.free(b.address, b.vcpu ?? 0, b.at_cycles)), 200);
+      const r = domain.free(b.address, b.vcpu ?? 0, b.at_cycles);
+      record([{
+        kind: "free",
+        domain: domain.id,
+        address: b.address,
+        vcpu: b.vcpu ?? 0,
+        ...at(b.at_cycles),
+      }]);
+      return c.json(opResult(r), 200);
     },
   );
 
@@ -546,6 +613,15 @@ export function createControlPlane(
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.reallocate(b.address, b.size, b.align ?? 1, b.vcpu ?? 0, b.at_cycles);
+      record([{
+        kind: "reallocate",
+        domain: domain.id,
+        address: b.address,
+        size: b.size,
+        align: b.align ?? 1,
+        vcpu: b.vcpu ?? 0,
+        ...at(b.at_cycles),
+      }]);
       return c.json(opResult(r), r.ok ? 201 : 507);
     },
   );
@@ -572,7 +648,10 @@ export function createControlPlane(
     }),
     (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
-      return c.json(runBatch(domain, c.req.valid("json").ops), 200);
+      const done: JournalOp[] = [];
+      const result = runBatch(domain, c.req.valid("json").ops, done);
+      record(done);
+      return c.json(result, 200);
     },
   );
 
@@ -603,6 +682,7 @@ export function createControlPlane(
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.reserve(b.pages, b.at_cycles);
+      record([{ kind: "reserve", domain: domain.id, pages: b.pages, ...at(b.at_cycles) }]);
       return c.json({
         ok: r.ok,
         granted: r.grantedPages,
@@ -635,6 +715,7 @@ export function createControlPlane(
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.unreserve(b.pages, b.at_cycles);
+      record([{ kind: "unreserve", domain: domain.id, pages: b.pages, ...at(b.at_cycles) }]);
       return c.json({
         released: r.releasedPages,
         reserved_pages: r.reservedPages,
@@ -797,7 +878,17 @@ export function createControlPlane(
 }
 
 /** Run a batch; rejected operations are listed and change nothing. */
-function runBatch(domain: Domain, ops: z.infer<typeof BatchBody>["ops"]) {
+/** `at_cycles` for a journal entry, when the request gave one. */
+function at(atCycles: number | undefined): { at_cycles?: number } {
+  return atCycles === undefined ? {} : { at_cycles: atCycles };
+}
+
+/** Run a batch; each operation that returned is pushed, resolved, onto `done`. */
+function runBatch(
+  domain: Domain,
+  ops: z.infer<typeof BatchBody>["ops"],
+  done: JournalOp[],
+) {
   const n = ops.length;
   const addresses: number[] = new Array(n).fill(0);
   const live: number[] = new Array(n).fill(0); // block each op still holds, for refs
@@ -837,6 +928,14 @@ function runBatch(domain: Domain, ops: z.infer<typeof BatchBody>["ops"]) {
       let r: MemoryOpResult;
       if (op.op === "alloc") {
         r = domain.allocate(op.size, op.align ?? 1, op.vcpu ?? 0, op.at_cycles);
+        done.push({
+          kind: "allocate",
+          domain: domain.id,
+          size: op.size,
+          align: op.align ?? 1,
+          vcpu: op.vcpu ?? 0,
+          ...at(op.at_cycles),
+        });
         if (r.ok) {
           live[i] = r.address;
           madeBy.set(r.address, i);
@@ -844,10 +943,26 @@ function runBatch(domain: Domain, ops: z.infer<typeof BatchBody>["ops"]) {
       } else if (op.op === "free") {
         const address = target(op, i);
         r = domain.free(address, op.vcpu ?? 0, op.at_cycles);
+        done.push({
+          kind: "free",
+          domain: domain.id,
+          address,
+          vcpu: op.vcpu ?? 0,
+          ...at(op.at_cycles),
+        });
         release(address);
       } else {
         const address = target(op, i);
         r = domain.reallocate(address, op.size, op.align ?? 1, op.vcpu ?? 0, op.at_cycles);
+        done.push({
+          kind: "reallocate",
+          domain: domain.id,
+          address,
+          size: op.size,
+          align: op.align ?? 1,
+          vcpu: op.vcpu ?? 0,
+          ...at(op.at_cycles),
+        });
         if (r.ok) {
           release(address);
           live[i] = r.address;

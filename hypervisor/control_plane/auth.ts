@@ -19,6 +19,7 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 
 /** Who is calling. */
@@ -77,6 +78,25 @@ export class TokenStore {
     this.#tenants.set(tenantId, sha256(token));
     this.#verified.clear(); // a token the tenant had before is no longer valid
     return token;
+  }
+
+  /** The SHA-256 (hex) of tenant `tenantId`'s token, if it has one: what a journal keeps. */
+  tenantTokenHash(tenantId: number): string | undefined {
+    const h = this.#tenants.get(tenantId);
+    return h === undefined ? undefined : Buffer.from(h).toString("hex");
+  }
+
+  /**
+   * Take back a tenant's token hash from a journal (the token itself is never kept).
+   *
+   * @throws {RangeError} if `sha256Hex` is not 64 hex digits
+   */
+  restoreTenantTokenHash(tenantId: number, sha256Hex: string): void {
+    if (!/^[0-9a-f]{64}$/.test(sha256Hex)) {
+      throw new RangeError(`Invalid token hash of tenant ${tenantId}: expected 64 hex digits`);
+    }
+    this.#tenants.set(tenantId, new Uint8Array(Buffer.from(sha256Hex, "hex")));
+    this.#verified.clear();
   }
 
   /** Forget the token of a deleted tenant. */

@@ -2,7 +2,9 @@
  * `deno task serve`: the control plane over a socket (loopback by default).
  *
  * The admin token comes from HEAPVISOR_ADMIN_TOKEN, or is made up and printed once.
- * SIGINT or SIGTERM stops it cleanly (in-flight requests finish).
+ * SIGINT or SIGTERM stops it cleanly (in-flight requests finish). State is durable
+ * in `--data DIR` (a SQLite journal, see hypervisor/journal.ts) unless `--ephemeral`:
+ * on start every domain is rebuilt from it exactly and checked.
  *
  * @module
  */
@@ -13,15 +15,21 @@ import { assertMachineBytes, Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { createControlPlane } from "../../hypervisor/control_plane/app.ts";
 import { newAdminToken, TOKEN_PATTERN } from "../../hypervisor/control_plane/auth.ts";
 import { ENGINE_NAMES } from "../../hypervisor/xmalloc/registry.ts";
+import { Journal } from "../../hypervisor/journal.ts";
 
 const USAGE = `heapvisor serve: the control plane over HTTP
 
 Usage: deno task serve [--host 127.0.0.1] [--port 8080] [--engine tlsf] [--machine-mib 1024]
+                       [--data heapvisor-data | --ephemeral]
 
   --host H          address to listen on (default 127.0.0.1: loopback only)
   --port N          port, 0 for any free one (default 8080)
   --engine NAME     default engine of new domains: ${ENGINE_NAMES.join(", ")} (default tlsf)
   --machine-mib N   machine memory in MiB (default 1024)
+  --data DIR        keep state in DIR/journal.db (default heapvisor-data): every acknowledged
+                    operation is durable before its response; on start, state is rebuilt
+                    from it and checked. The machine (--machine-mib, --engine) must not change.
+  --ephemeral       keep nothing: state lives in memory and ends with the process
 
 The admin token is HEAPVISOR_ADMIN_TOKEN (16..512 letters, digits or -._~+/) if set, else a new
 one printed once at start. API docs: <url>/v1/docs. Stop with Ctrl-C (SIGINT) or SIGTERM.
@@ -42,6 +50,8 @@ if (import.meta.main) {
         port: { type: "string", default: "8080" },
         engine: { type: "string", default: "tlsf" },
         "machine-mib": { type: "string", default: "1024" },
+        data: { type: "string" },
+        ephemeral: { type: "boolean", default: false },
         help: { type: "boolean", short: "h" },
       },
     }).values;
@@ -69,10 +79,48 @@ if (import.meta.main) {
   if (fromEnv !== undefined && !TOKEN_PATTERN.test(fromEnv)) {
     fail("HEAPVISOR_ADMIN_TOKEN must be 16..512 letters, digits or -._~+/ (then = padding)");
   }
+  if (values.ephemeral && values.data !== undefined) {
+    fail("Give --data DIR or --ephemeral, not both");
+  }
+  const dataDir = values.ephemeral ? null : values.data ?? "heapvisor-data";
   const adminToken = fromEnv ?? newAdminToken();
   const hypervisor = new Hypervisor({ engine: values.engine, machineBytes: MiB(mib) });
   const shutdown = new AbortController();
-  const { app } = createControlPlane(hypervisor, { adminToken, signal: shutdown.signal });
+  let journal: Journal | undefined;
+  let restored = "";
+  if (dataDir !== null) {
+    try {
+      Deno.mkdirSync(dataDir, { recursive: true });
+    } catch (e) {
+      fail(`Cannot use --data "${dataDir}": ${(e as Error).message}`);
+    }
+    try {
+      journal = new Journal(`${dataDir}/journal.db`);
+      journal.bindMachine({ frames: hypervisor.pages.frameCount, defaultEngine: values.engine });
+    } catch (e) {
+      fail((e as Error).message);
+    }
+  }
+  const { app, tokens } = createControlPlane(hypervisor, {
+    adminToken,
+    signal: shutdown.signal,
+    ...(journal ? { journal } : {}),
+  });
+  if (journal !== undefined) {
+    try {
+      const t0 = performance.now();
+      const r = journal.replay(hypervisor.tenancy, hypervisor.pages, (tenant, hash) => {
+        if (hash === null) tokens.revokeTenant(tenant);
+        else tokens.restoreTenantTokenHash(tenant, hash);
+      });
+      restored = `restored ${r.ops} operations, ${r.domains} domains from ${dataDir}/journal.db ` +
+        `in ${Math.round(performance.now() - t0)} ms (checked)`;
+    } catch (e) {
+      console.error(`serve: ${(e as Error).message}`);
+      console.error("serve: nothing was loaded; the journal is left as it is");
+      Deno.exit(1);
+    }
+  }
   const server = Deno.serve({
     hostname: values.host,
     port,
@@ -80,6 +128,9 @@ if (import.meta.main) {
       const host = hostname.includes(":") ? `[${hostname}]` : hostname;
       console.log(`heapvisor control plane on http://${host}:${port}  (docs: /v1/docs)`);
       console.log(`machine ${mib} MiB, default engine ${values.engine}`);
+      console.log(
+        dataDir === null ? "ephemeral: nothing is kept" : restored,
+      );
       if (fromEnv === undefined) console.log(`admin token (shown once): ${adminToken}`);
       else console.log("admin token: from HEAPVISOR_ADMIN_TOKEN");
     },
@@ -87,7 +138,7 @@ if (import.meta.main) {
   const stop = () => {
     console.log("shutting down");
     shutdown.abort(); // event streams end now instead of holding the shutdown open
-    server.shutdown();
+    server.shutdown().finally(() => journal?.close());
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
