@@ -6,7 +6,15 @@ const BENCH = new URL("../src/cli/bench_api.ts", import.meta.url).pathname;
 
 async function bench(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net=127.0.0.1", "--allow-read", "--allow-env", BENCH, ...args],
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      BENCH,
+      ...args,
+    ],
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
@@ -68,4 +76,21 @@ Deno.test("bench:api: a short run prints its config, then every scenario and bot
     r.stdout,
     /batched \(10 ops per request\): [\d,]+ simulated ops\/s; target >= 1,000,000/,
   );
+});
+
+Deno.test("bench:api: --durable journals every acknowledged change and says how many", async () => {
+  const r = await bench(
+    "--seconds=0.3",
+    "--warmup=0",
+    "--clients=1",
+    "--batch=10",
+    "--threads=0",
+    "--durable",
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /durable=yes/);
+  const m = /journal: ([\d,]+) requests made durable/.exec(r.stdout);
+  assert.ok(m, r.stdout);
+  // at least the tenant (with its token), the domains, a few requests and the deletion
+  assert.ok(Number(m[1]!.replaceAll(",", "")) > 4);
 });

@@ -229,3 +229,8 @@ Deno.test("journal: when appending fails the request gets 503 and later changes 
   const read = await app.request("/v1/tenants", { headers: { authorization: `Bearer ${admin}` } });
   assert.equal(read.status, 200, "reads still work");
 });
+
+Deno.test("journal: crc32 is the IEEE CRC-32 (check value of 123456789)", () => {
+  assert.equal(crc32("123456789"), 0xcbf43926);
+  assert.equal(crc32(""), 0);
+});

@@ -31,6 +31,7 @@ import { renderTable } from "../table.ts";
 import { MiB, PAGE_SIZE_BYTES } from "../units.ts";
 import { Hypervisor } from "../../hypervisor/hypervisor.ts";
 import { createControlPlane } from "../../hypervisor/control_plane/app.ts";
+import { Journal } from "../../hypervisor/journal.ts";
 import { newAdminToken } from "../../hypervisor/control_plane/auth.ts";
 import { BATCH_MAX_OPS } from "../../hypervisor/control_plane/schemas.ts";
 import { ENGINE_NAMES } from "../../hypervisor/xmalloc/registry.ts";
@@ -62,6 +63,9 @@ Usage: deno task bench:api [--clients N] [--seconds S] [--batch N] [options]
   --engine E    engine of the domains: ${ENGINE_NAMES.join(", ")} (default tlsf)
   --threads T   client worker threads, 0..16; 0 runs the clients in the server's
                 thread (default 1)
+  --durable     journal every acknowledged change, as 'deno task serve' does without
+                --ephemeral (SQLite, WAL, synchronous=FULL), into a temporary directory
+                removed at the end; compare with a run without it for the cost of durability
 
 Scenarios: hello (a bare Hono endpoint, the ceiling), single-op (alloc then free, one
 request each), batched. Targets: single-op >= ${HELLO_PERCENT}% of the hello rate,
@@ -93,6 +97,7 @@ interface Config {
   seed: number;
   engine: string;
   threads: number;
+  durable: boolean;
 }
 
 function parseConfig(args: string[]): Config {
@@ -108,6 +113,7 @@ function parseConfig(args: string[]): Config {
         seed: { type: "string", default: "42" },
         engine: { type: "string", default: "tlsf" },
         threads: { type: "string", default: "1" },
+        durable: { type: "boolean", default: false },
         help: { type: "boolean", short: "h" },
       },
     }).values;
@@ -131,6 +137,7 @@ function parseConfig(args: string[]): Config {
     seed: numberFlag("seed", values.seed, 0, SEED_MAX),
     engine: values.engine,
     threads: numberFlag("threads", values.threads, 0, 16),
+    durable: values.durable,
   };
 }
 
@@ -205,7 +212,7 @@ interface Measured {
 }
 
 async function main(config: Config): Promise<number> {
-  const { clients, seconds, batch, warmup, seed, engine, threads } = config;
+  const { clients, seconds, batch, warmup, seed, engine, threads, durable } = config;
   const machineMib = Math.max(256, (clients * DOMAIN_MAX_PAGES * PAGE_SIZE_BYTES) / MiB(1));
   console.log(
     `heapvisor bench:api  deno ${Deno.version.deno}  ${navigator.hardwareConcurrency} CPUs`,
@@ -213,13 +220,16 @@ async function main(config: Config): Promise<number> {
   console.log(
     `seed=${seed}  clients=${clients}  seconds=${seconds} (${ROUNDS} rounds)  warmup=${warmup}  ` +
       `batch=${batch}  engine=${engine}  sizes=${SIZE_MIN}..${SIZE_MAX} B  machine=${machineMib} MiB  ` +
-      `client threads=${threads === 0 ? "0 (server's thread)" : threads}`,
+      `client threads=${threads === 0 ? "0 (server's thread)" : threads}  ` +
+      `durable=${durable ? "yes (journal, synchronous=FULL)" : "no (ephemeral)"}`,
   );
 
   // The servers: the control plane and the bare ceiling, each on a free loopback port.
   const adminToken = newAdminToken();
   const hypervisor = new Hypervisor({ engine, machineBytes: MiB(machineMib) });
-  const { app } = createControlPlane(hypervisor, { adminToken });
+  const dataDir = durable ? await Deno.makeTempDir({ prefix: "heapvisor-bench-" }) : null;
+  const journal = dataDir === null ? undefined : new Journal(`${dataDir}/journal.db`);
+  const { app } = createControlPlane(hypervisor, { adminToken, ...(journal ? { journal } : {}) });
   const hello = new Hono().get("/hello", (c) => c.text("hi"));
   const listen = (fetchHandler: (r: Request) => Response | Promise<Response>) => {
     const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, fetchHandler);
@@ -318,6 +328,11 @@ async function main(config: Config): Promise<number> {
     pool.close();
     await plane.server.shutdown();
     await bare.server.shutdown();
+    if (journal !== undefined) {
+      console.log(`journal: ${journal.length.toLocaleString("en-US")} requests made durable`);
+      journal.close();
+    }
+    if (dataDir !== null) await Deno.remove(dataDir, { recursive: true });
   }
   return status;
 }
