@@ -553,14 +553,7 @@ export function createControlPlane(
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.allocate(b.size, b.align ?? 1, b.vcpu ?? 0, b.at_cycles);
-      record([{
-        kind: "allocate",
-        domain: domain.id,
-        size: b.size,
-        align: b.align ?? 1,
-        vcpu: b.vcpu ?? 0,
-        ...at(b.at_cycles),
-      }]);
+      record([memoryEntry("allocate", domain.id, b)]);
       return c.json(opResult(r), r.ok ? 201 : 507);
     },
   );
@@ -585,13 +578,7 @@ export function createControlPlane(
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.free(b.address, b.vcpu ?? 0, b.at_cycles);
-      record([{
-        kind: "free",
-        domain: domain.id,
-        address: b.address,
-        vcpu: b.vcpu ?? 0,
-        ...at(b.at_cycles),
-      }]);
+      record([memoryEntry("free", domain.id, b, b.address)]);
       return c.json(opResult(r), 200);
     },
   );
@@ -613,15 +600,7 @@ export function createControlPlane(
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.reallocate(b.address, b.size, b.align ?? 1, b.vcpu ?? 0, b.at_cycles);
-      record([{
-        kind: "reallocate",
-        domain: domain.id,
-        address: b.address,
-        size: b.size,
-        align: b.align ?? 1,
-        vcpu: b.vcpu ?? 0,
-        ...at(b.at_cycles),
-      }]);
+      record([memoryEntry("reallocate", domain.id, b, b.address)]);
       return c.json(opResult(r), r.ok ? 201 : 507);
     },
   );
@@ -883,6 +862,31 @@ function at(atCycles: number | undefined): { at_cycles?: number } {
   return atCycles === undefined ? {} : { at_cycles: atCycles };
 }
 
+/** The journal entry of a memory operation on `domain`, from its request's fields. */
+function memoryEntry(
+  kind: "allocate" | "free" | "reallocate",
+  domain: number,
+  b: {
+    size?: number;
+    align?: number | undefined;
+    vcpu?: number | undefined;
+    at_cycles?: number | undefined;
+  },
+  address = 0,
+): JournalOp {
+  const vcpu = b.vcpu ?? 0;
+  const size = b.size ?? 0;
+  const align = b.align ?? 1;
+  switch (kind) {
+    case "allocate":
+      return { kind, domain, size, align, vcpu, ...at(b.at_cycles) };
+    case "free":
+      return { kind, domain, address, vcpu, ...at(b.at_cycles) };
+    case "reallocate":
+      return { kind, domain, address, size, align, vcpu, ...at(b.at_cycles) };
+  }
+}
+
 /** Run a batch; each operation that returned is pushed, resolved, onto `done`. */
 function runBatch(
   domain: Domain,
@@ -928,14 +932,7 @@ function runBatch(
       let r: MemoryOpResult;
       if (op.op === "alloc") {
         r = domain.allocate(op.size, op.align ?? 1, op.vcpu ?? 0, op.at_cycles);
-        done.push({
-          kind: "allocate",
-          domain: domain.id,
-          size: op.size,
-          align: op.align ?? 1,
-          vcpu: op.vcpu ?? 0,
-          ...at(op.at_cycles),
-        });
+        done.push(memoryEntry("allocate", domain.id, op));
         if (r.ok) {
           live[i] = r.address;
           madeBy.set(r.address, i);
@@ -943,26 +940,12 @@ function runBatch(
       } else if (op.op === "free") {
         const address = target(op, i);
         r = domain.free(address, op.vcpu ?? 0, op.at_cycles);
-        done.push({
-          kind: "free",
-          domain: domain.id,
-          address,
-          vcpu: op.vcpu ?? 0,
-          ...at(op.at_cycles),
-        });
+        done.push(memoryEntry("free", domain.id, op, address));
         release(address);
       } else {
         const address = target(op, i);
         r = domain.reallocate(address, op.size, op.align ?? 1, op.vcpu ?? 0, op.at_cycles);
-        done.push({
-          kind: "reallocate",
-          domain: domain.id,
-          address,
-          size: op.size,
-          align: op.align ?? 1,
-          vcpu: op.vcpu ?? 0,
-          ...at(op.at_cycles),
-        });
+        done.push(memoryEntry("reallocate", domain.id, op, address));
         if (r.ok) {
           release(address);
           live[i] = r.address;

@@ -126,13 +126,15 @@ if (import.meta.main) {
     port,
     onListen: ({ hostname, port }) => {
       const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-      console.log(`heapvisor control plane on http://${host}:${port}  (docs: /v1/docs)`);
-      console.log(`machine ${mib} MiB, default engine ${values.engine}`);
-      console.log(
+      // One write, so a reader that sees the first line sees them all.
+      console.log([
+        `heapvisor control plane on http://${host}:${port}  (docs: /v1/docs)`,
+        `machine ${mib} MiB, default engine ${values.engine}`,
         dataDir === null ? "ephemeral: nothing is kept" : restored,
-      );
-      if (fromEnv === undefined) console.log(`admin token (shown once): ${adminToken}`);
-      else console.log("admin token: from HEAPVISOR_ADMIN_TOKEN");
+        fromEnv === undefined
+          ? `admin token (shown once): ${adminToken}`
+          : "admin token: from HEAPVISOR_ADMIN_TOKEN",
+      ].join("\n"));
     },
   }, app.fetch);
   const stop = () => {
