@@ -154,11 +154,14 @@ export function createControlPlane(
   const tokens = new TokenStore(options.adminToken);
   const journal = options.journal;
   let journalFault: string | null = null;
-  /** Make `ops` durable, or answer 503 and refuse every later change. */
-  const record = (ops: JournalOp[]): void => {
-    if (journal === undefined || ops.length === 0) return;
+  /**
+   * Make the operations `entries()` names durable, or answer 503 and refuse every
+   * later change. Without a journal nothing is built: the hot path pays nothing.
+   */
+  const record = (entries: () => JournalOp[]): void => {
+    if (journal === undefined) return;
     try {
-      journal.append(ops);
+      journal.append(entries());
     } catch (e) {
       journalFault = (e as Error).message;
       console.error(`control plane: journal append failed: ${journalFault}`);
@@ -364,7 +367,7 @@ export function createControlPlane(
         maxPages: body.max_pages,
       });
       const token = tokens.issueTenantToken(tenant.id);
-      record([
+      record(() => [
         {
           kind: "create_tenant",
           name: body.name,
@@ -420,7 +423,7 @@ export function createControlPlane(
       const { id } = c.req.valid("param");
       tenancy.deleteTenant(id);
       tokens.revokeTenant(id);
-      record([{ kind: "delete_tenant", tenant: id }]);
+      record(() => [{ kind: "delete_tenant", tenant: id }]);
       assertMachineSound(hypervisor);
       return c.body(null, 204);
     },
@@ -464,13 +467,13 @@ export function createControlPlane(
         maxPages: body.max_pages,
         ...(body.engine ? { engine: body.engine } : {}),
       });
-      record([{
+      record(() => [{
         kind: "create_domain",
         tenant: tenantId,
         name: body.name,
         vcpus: body.vcpus,
         max_pages: body.max_pages,
-        engine: body.engine ?? tenancy.defaultEngine,
+        engine: domain.engine.name,
       }]);
       return c.json(domain.stats(), 201);
     },
@@ -516,7 +519,7 @@ export function createControlPlane(
     (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
       tenancy.destroyDomain(domain.id);
-      record([{ kind: "destroy_domain", domain: domain.id }]);
+      record(() => [{ kind: "destroy_domain", domain: domain.id }]);
       assertMachineSound(hypervisor);
       return c.body(null, 204);
     },
@@ -553,7 +556,7 @@ export function createControlPlane(
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.allocate(b.size, b.align ?? 1, b.vcpu ?? 0, b.at_cycles);
-      record([memoryEntry("allocate", domain.id, b)]);
+      record(() => [memoryEntry("allocate", domain.id, b)]);
       return c.json(opResult(r), r.ok ? 201 : 507);
     },
   );
@@ -578,7 +581,7 @@ export function createControlPlane(
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.free(b.address, b.vcpu ?? 0, b.at_cycles);
-      record([memoryEntry("free", domain.id, b, b.address)]);
+      record(() => [memoryEntry("free", domain.id, b, b.address)]);
       return c.json(opResult(r), 200);
     },
   );
@@ -600,7 +603,7 @@ export function createControlPlane(
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.reallocate(b.address, b.size, b.align ?? 1, b.vcpu ?? 0, b.at_cycles);
-      record([memoryEntry("reallocate", domain.id, b, b.address)]);
+      record(() => [memoryEntry("reallocate", domain.id, b, b.address)]);
       return c.json(opResult(r), r.ok ? 201 : 507);
     },
   );
@@ -627,9 +630,9 @@ export function createControlPlane(
     }),
     (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
-      const done: JournalOp[] = [];
+      const done: JournalOp[] | null = journal === undefined ? null : [];
       const result = runBatch(domain, c.req.valid("json").ops, done);
-      record(done);
+      if (done !== null) record(() => done);
       return c.json(result, 200);
     },
   );
@@ -661,7 +664,7 @@ export function createControlPlane(
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.reserve(b.pages, b.at_cycles);
-      record([{ kind: "reserve", domain: domain.id, pages: b.pages, ...at(b.at_cycles) }]);
+      record(() => [{ kind: "reserve", domain: domain.id, pages: b.pages, ...at(b.at_cycles) }]);
       return c.json({
         ok: r.ok,
         granted: r.grantedPages,
@@ -694,7 +697,7 @@ export function createControlPlane(
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.unreserve(b.pages, b.at_cycles);
-      record([{ kind: "unreserve", domain: domain.id, pages: b.pages, ...at(b.at_cycles) }]);
+      record(() => [{ kind: "unreserve", domain: domain.id, pages: b.pages, ...at(b.at_cycles) }]);
       return c.json({
         released: r.releasedPages,
         reserved_pages: r.reservedPages,
@@ -887,11 +890,11 @@ function memoryEntry(
   }
 }
 
-/** Run a batch; each operation that returned is pushed, resolved, onto `done`. */
+/** Run a batch; each operation that returned is pushed, resolved, onto `done` (if any). */
 function runBatch(
   domain: Domain,
   ops: z.infer<typeof BatchBody>["ops"],
-  done: JournalOp[],
+  done: JournalOp[] | null,
 ) {
   const n = ops.length;
   const addresses: number[] = new Array(n).fill(0);
@@ -932,7 +935,7 @@ function runBatch(
       let r: MemoryOpResult;
       if (op.op === "alloc") {
         r = domain.allocate(op.size, op.align ?? 1, op.vcpu ?? 0, op.at_cycles);
-        done.push(memoryEntry("allocate", domain.id, op));
+        done?.push(memoryEntry("allocate", domain.id, op));
         if (r.ok) {
           live[i] = r.address;
           madeBy.set(r.address, i);
@@ -940,12 +943,12 @@ function runBatch(
       } else if (op.op === "free") {
         const address = target(op, i);
         r = domain.free(address, op.vcpu ?? 0, op.at_cycles);
-        done.push(memoryEntry("free", domain.id, op, address));
+        done?.push(memoryEntry("free", domain.id, op, address));
         release(address);
       } else {
         const address = target(op, i);
         r = domain.reallocate(address, op.size, op.align ?? 1, op.vcpu ?? 0, op.at_cycles);
-        done.push(memoryEntry("reallocate", domain.id, op, address));
+        done?.push(memoryEntry("reallocate", domain.id, op, address));
         if (r.ok) {
           release(address);
           live[i] = r.address;
