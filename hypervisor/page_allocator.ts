@@ -498,6 +498,23 @@ export class BuddyPageAllocator {
   }
 }
 
+/** The page allocator's call counters as the API and reports name them. */
+export function pageAllocatorCalls(pa: PageAllocatorStats): {
+  alloc_calls: number;
+  free_calls: number;
+  failed_calls: number;
+  failed_contiguity: number;
+  failed_exhaustion: number;
+} {
+  return {
+    alloc_calls: pa.allocCalls,
+    free_calls: pa.freeCalls,
+    failed_calls: pa.failedCalls,
+    failed_contiguity: pa.failedContiguity,
+    failed_exhaustion: pa.failedExhaustion,
+  };
+}
+
 /** Bytes of machine memory in `frameCount` frames. */
 export function framesToBytes(frameCount: number): number {
   return frameCount * PAGE_SIZE_BYTES;

@@ -25,6 +25,7 @@ import { IntegerHistogram, median, roundTo } from "../src/stats.ts";
 import { OP_ALLOC, type Trace } from "../src/trace.ts";
 import { PAGE_SIZE_BYTES } from "../src/units.ts";
 import { DEFAULT_MACHINE_BYTES, Hypervisor } from "./hypervisor.ts";
+import { pageAllocatorCalls } from "./page_allocator.ts";
 import type { AllocFailureCause } from "./xmalloc/engine.ts";
 
 /** Figures of one replay, named as in the reference JSON. */
@@ -211,14 +212,7 @@ export function replayTrace(trace: Trace, options: ReplayOptions): ReplayResult 
     max_steps_free: freeSteps.max,
     mean_steps_free: roundTo(freeSteps.mean, 6),
     steps_totals: engine.stats().stepTotals,
-    page_allocator: {
-      alloc_calls: pa.allocCalls,
-      free_calls: pa.freeCalls,
-      failed_calls: pa.failedCalls,
-      failed_contiguity: pa.failedContiguity,
-      failed_exhaustion: pa.failedExhaustion,
-      failed_by_order: pa.failedByOrder,
-    },
+    page_allocator: { ...pageAllocatorCalls(pa), failed_by_order: pa.failedByOrder },
   };
   if ((options.timedReps ?? 0) > 0 && opCount > 0) {
     result.ns_per_op = roundTo(

@@ -22,6 +22,7 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { streamSSE } from "hono/streaming";
 import type { Hypervisor } from "../hypervisor.ts";
+import { pageAllocatorCalls } from "../page_allocator.ts";
 import {
   type Domain,
   type MemoryOpResult,
@@ -724,13 +725,7 @@ export function createControlPlane(
           frames: pa.frameCount,
           free_frames: pa.freeFrameCount,
           largest_free_order: pa.largestFreeOrder,
-          page_allocator: {
-            alloc_calls: pa.allocCalls,
-            free_calls: pa.freeCalls,
-            failed_calls: pa.failedCalls,
-            failed_contiguity: pa.failedContiguity,
-            failed_exhaustion: pa.failedExhaustion,
-          },
+          page_allocator: pageAllocatorCalls(pa),
         },
         default_engine: tenancy.defaultEngine,
         tenants: tenancy.tenants().length,
