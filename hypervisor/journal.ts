@@ -360,8 +360,8 @@ export class Journal {
     }
   }
 
-  /** Close the database. */
+  /** Close the database (again: nothing). */
   close(): void {
-    this.#db.close();
+    if (this.#db.isOpen) this.#db.close();
   }
 }

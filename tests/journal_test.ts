@@ -234,3 +234,9 @@ Deno.test("journal: crc32 is the IEEE CRC-32 (check value of 123456789)", () => 
   assert.equal(crc32("123456789"), 0xcbf43926);
   assert.equal(crc32(""), 0);
 });
+
+Deno.test("journal: closing twice is harmless", () => {
+  const j = new Journal(":memory:");
+  j.close();
+  assert.doesNotThrow(() => j.close());
+});

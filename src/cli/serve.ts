@@ -138,6 +138,7 @@ if (import.meta.main) {
     },
   }, app.fetch);
   const stop = () => {
+    if (shutdown.signal.aborted) return; // a second signal (Ctrl-C twice, a task runner's relay)
     console.log("shutting down");
     shutdown.abort(); // event streams end now instead of holding the shutdown open
     server.shutdown().finally(() => journal?.close());
