@@ -60,6 +60,13 @@ import type { BuddyPageAllocator } from "./page_allocator.ts";
 import { type AllocFailureCause, PageSource, type XmallocEngine } from "./xmalloc/engine.ts";
 import { engineDescriptor } from "./xmalloc/registry.ts";
 import { type HeapFigures, HeapLedger } from "./heap_ledger.ts";
+import {
+  ForkPageSource,
+  historyOps,
+  OpHistory,
+  type SnapshotContent,
+  SnapshotError,
+} from "./snapshot.ts";
 
 /** Most vCPUs a domain may have (Xen's default HVM limit is 128; 4096 with x2APIC). */
 export const VCPUS_MAX = 4096;
@@ -94,6 +101,30 @@ export class NotFoundError extends Error {
   override name = "NotFoundError";
 }
 
+/**
+ * The machine has not the free pages (or not the contiguous blocks) to back a
+ * snapshot's heap; nothing was created.
+ */
+export class MachineFullError extends Error {
+  /** The error's name. */
+  override name = "MachineFullError";
+}
+
+/** Most snapshots a tenant may keep at once. */
+export const SNAPSHOTS_PER_TENANT_MAX = 64;
+
+/** A snapshot kept by the hypervisor (see hypervisor/snapshot.ts). */
+export interface StoredSnapshot {
+  /** Id, from 1, in the order snapshots were taken or imported. */
+  readonly id: number;
+  /** The tenant it belongs to. */
+  readonly tenantId: number;
+  /** The domain it was taken of (null: imported from a file). */
+  readonly sourceDomainId: number | null;
+  /** Its content. */
+  readonly content: SnapshotContent;
+}
+
 /** A release named more pages than the domain has reserved; nothing was released. */
 export class NotReservedError extends Error {
   /** The error's name. */
@@ -125,6 +156,20 @@ export interface DomainSpec {
   /** Page quota. */
   maxPages: number;
   /** Engine of the domain's pool (default: the hypervisor's). */
+  engine?: string;
+}
+
+/** How to create a domain whose heap is a snapshot's. */
+export interface RestoreSpec {
+  /** Name. */
+  name: string;
+  /** The snapshot. */
+  fromSnapshot: number;
+  /** vCPUs: the snapshot's (the heap's per-vCPU state is sized by them). */
+  vcpus?: number;
+  /** Page quota (default: the snapshot's); at least the pages its heap holds. */
+  maxPages?: number;
+  /** Engine: the snapshot's (a heap is its engine's). */
   engine?: string;
 }
 
@@ -258,16 +303,26 @@ export class Domain {
   // Frames of the reserved order-0 pages, in the order they were granted.
   #reservedFrames = new Int32Array(0);
   #reservedCount = 0;
-  readonly #ledger: HeapLedger;
+  #ledger: HeapLedger;
+  #history = new OpHistory();
   #destroyed = false;
 
-  /** Use {@link Tenancy.createDomain}. */
+  /**
+   * Use {@link Tenancy.createDomain}.
+   *
+   * With `snapshot`, the pool is rebuilt from it (see hypervisor/snapshot.ts) and
+   * checked; `verifyOnly` stops after the check, before the machine backs anything.
+   *
+   * @throws {SnapshotError} if the snapshot does not rebuild its heap
+   * @throws {MachineFullError} if the machine cannot back it (nothing is held then)
+   */
   constructor(
     id: number,
     tenantId: number,
     spec: Required<DomainSpec>,
     pages: BuddyPageAllocator,
     heapLock: VirtualLock | null,
+    snapshot?: { content: SnapshotContent; verifyOnly?: boolean },
   ) {
     this.id = id;
     this.tenantId = tenantId;
@@ -278,11 +333,169 @@ export class Domain {
     this.#maxPages = spec.maxPages;
     this.reservationOwner = id + RESERVATION_OWNER_OFFSET;
     this.#ledger = new HeapLedger(spec.vcpus, heapLock);
-    this.pageSource = new PageSource(pages, id, spec.maxPages);
+    const c = snapshot?.content;
+    this.pageSource = c === undefined
+      ? new PageSource(pages, id, spec.maxPages)
+      : new ForkPageSource(
+        pages,
+        c.machine.frames,
+        c.machine.maxOrder,
+        id,
+        c.domain.maxPages,
+        c.history.responses,
+      );
     this.engine = engineDescriptor(spec.engine).create({
       pageSource: this.pageSource,
       cpuCount: spec.vcpus,
     });
+    if (snapshot === undefined) this.pageSource.responses = this.#history;
+    else this.#restore(snapshot.content, snapshot.verifyOnly ?? false);
+  }
+
+  /** Operations recorded since the domain's creation (its snapshot's size). */
+  get historyLength(): number {
+    return this.#history.length;
+  }
+
+  /** Bytes the domain's history holds (16 per operation, 4 per page request). */
+  get historyBytes(): number {
+    return this.#history.bytes;
+  }
+
+  /** What a snapshot of the domain now holds (shares the history, copies nothing big). */
+  snapshotContent(): SnapshotContent {
+    this.#assertLive();
+    const held = this.engine.pagesHeld();
+    const f = this.#ledger.figures(this.pageSource.heldPages);
+    const blocks: [number, number, number][] = this.#ledger.liveBlocks()
+      .map(([address, vcpu]) => [address, this.#ledger.requestedBytesAt(address)!, vcpu]);
+    blocks.sort((a, b) => a[0] - b[0]);
+    const machine = this.pageSource.pages;
+    return {
+      machine: { frames: machine.frameCount, maxOrder: machine.maxOrder },
+      domain: {
+        name: this.name,
+        engine: this.engine.name,
+        vcpus: this.vcpus,
+        maxPages: this.#maxPages,
+      },
+      history: this.#history.view(),
+      heap: {
+        pages_held: this.pageSource.heldPages,
+        pool_pages: held.poolPages,
+        whole_pages: held.wholePages,
+        meta_pages: held.metaPages,
+        reserved_pages: this.#reservedCount,
+        live_blocks: f.live_blocks,
+        requested_bytes: f.requested_bytes,
+        reserved_bytes: f.reserved_bytes,
+      },
+      blocks,
+    };
+  }
+
+  /**
+   * Rebuild the pool from `c`: replay its history on the recorded page answers, check
+   * the heap against it, then have the machine back it and reserve its pages.
+   */
+  #restore(c: SnapshotContent, verifyOnly: boolean): void {
+    const source = this.pageSource as ForkPageSource;
+    let reserved = 0;
+    let i = 0;
+    try {
+      for (const op of historyOps(c.history)) {
+        switch (op.kind) {
+          case "allocate":
+            this.allocate(op.size, op.align, op.vcpu);
+            break;
+          case "free":
+            this.free(op.address, op.vcpu);
+            break;
+          case "reallocate":
+            this.reallocate(op.address, op.size, op.align, op.vcpu);
+            break;
+          case "reserved":
+            reserved = op.pages;
+            source.maxPages = c.domain.maxPages - reserved;
+        }
+        i++;
+      }
+    } catch (e) {
+      if (e instanceof SnapshotError) throw e;
+      throw new SnapshotError(
+        `Snapshot operation ${i} was refused on replay: ${(e as Error).message}`,
+      );
+    }
+    const problems = this.engine.check();
+    if (source.unusedResponses > 0) {
+      problems.push(`${source.unusedResponses} page responses were never asked for`);
+    }
+    const held = this.engine.pagesHeld();
+    const f = this.#ledger.figures(source.heldPages);
+    const got: Record<string, number> = {
+      pages_held: source.heldPages,
+      pool_pages: held.poolPages,
+      whole_pages: held.wholePages,
+      meta_pages: held.metaPages,
+      reserved_pages: reserved,
+      live_blocks: f.live_blocks,
+      requested_bytes: f.requested_bytes,
+      reserved_bytes: f.reserved_bytes,
+    };
+    for (const [key, want] of Object.entries(c.heap)) {
+      if (got[key] !== want) problems.push(`${key} is ${got[key]}, the snapshot says ${want}`);
+    }
+    const blocks = this.#ledger.liveBlocks().sort((a, b) => a[0] - b[0]);
+    const firstOff = c.blocks.findIndex(([address, requested, vcpu], k) =>
+      blocks[k]?.[0] !== address || blocks[k]?.[1] !== vcpu ||
+      this.#ledger.requestedBytesAt(address) !== requested
+    );
+    if (firstOff < 0 && blocks.length !== c.blocks.length) {
+      problems.push(
+        `the replay made ${blocks.length} live blocks, the snapshot lists ${c.blocks.length}`,
+      );
+    } else if (firstOff >= 0) {
+      problems.push(
+        `live block ${firstOff} differs: the snapshot has ${
+          JSON.stringify(c.blocks[firstOff])
+        }, the replay made ${JSON.stringify(blocks[firstOff] ?? null)}`,
+      );
+    }
+    if (problems.length > 0) {
+      throw new SnapshotError(`Snapshot does not rebuild its heap: ${problems.join("; ")}`);
+    }
+    if (verifyOnly) return;
+    const cause = source.goLive();
+    if (cause !== null) {
+      throw new MachineFullError(
+        `The machine cannot back the snapshot's heap (${source.heldPages} pages in ` +
+          `its blocks): ${cause}`,
+      );
+    }
+    source.maxPages = this.#maxPages;
+    if (reserved > 0) {
+      const r = this.reserve(reserved);
+      if (!r.ok) {
+        source.releaseAll();
+        throw new MachineFullError(
+          `The machine cannot reserve the snapshot's ${reserved} guest pages: ${r.cause}`,
+        );
+      }
+    }
+    // The books restart at the fork; the history continues the snapshot's.
+    const fresh = new HeapLedger(this.vcpus, this.#heapLock);
+    for (const [address, vcpu] of this.#ledger.liveBlocks()) {
+      fresh.track(
+        address,
+        this.#ledger.requestedBytesAt(address)!,
+        this.engine.usableSize(address),
+        vcpu,
+      );
+    }
+    fresh.notePages(source.heldPages);
+    this.#ledger = fresh;
+    this.#history = OpHistory.from(c.history);
+    source.responses = this.#history;
   }
 
   /** Page quota (the pool and the reservation together). */
@@ -353,6 +566,7 @@ export class Domain {
       this.#reservedFrames[this.#reservedCount++] = frame;
     }
     this.pageSource.maxPages = this.#maxPages - this.#reservedCount;
+    this.#history.reserved(this.#reservedCount);
     const cost = this.#reservationCost(pages, atCycles);
     return {
       ok: true,
@@ -382,6 +596,7 @@ export class Domain {
     }
     this.#releaseFrames(pages);
     this.pageSource.maxPages = this.#maxPages - this.#reservedCount;
+    this.#history.reserved(this.#reservedCount);
     return {
       releasedPages: pages,
       reservedPages: this.#reservedCount,
@@ -401,6 +616,7 @@ export class Domain {
     this.#assertLive();
     const calls = this.#pages.callCount;
     const address = this.engine.allocate(sizeBytes, alignBytes, vcpu);
+    this.#history.allocate(sizeBytes, alignBytes, vcpu);
     if (address !== 0) this.#ledger.allocs++;
     return this.#outcome(address, sizeBytes, vcpu, atCycles, calls);
   }
@@ -416,6 +632,7 @@ export class Domain {
     const reserved = this.engine.usableSize(address); // throws for a bad address
     const calls = this.#pages.callCount;
     this.engine.free(address, vcpu);
+    this.#history.free(address, vcpu);
     this.#ledger.frees++;
     this.#ledger.untrack(address, reserved);
     const { steps, cycles, lockWaitCycles } = this.#cost(vcpu, atCycles, calls);
@@ -439,6 +656,7 @@ export class Domain {
     const oldReserved = this.engine.usableSize(address);
     const calls = this.#pages.callCount;
     const moved = this.engine.reallocate(address, sizeBytes, alignBytes, vcpu);
+    this.#history.reallocate(address, sizeBytes, alignBytes, vcpu);
     if (moved !== 0) {
       this.#ledger.reallocs++;
       this.#ledger.untrack(address, oldReserved);
@@ -561,8 +779,10 @@ export class Tenancy {
   readonly #defaultEngine: string;
   readonly #tenants = new Map<number, Tenant>();
   readonly #domains = new Map<number, Domain>();
+  readonly #snapshots = new Map<number, StoredSnapshot>();
   #nextTenantId = 1;
   #nextDomainId = 1;
+  #nextSnapshotId = 1;
 
   /**
    * No tenants yet, on the machine `pages`.
@@ -619,6 +839,7 @@ export class Tenancy {
   deleteTenant(id: number): void {
     this.tenant(id);
     for (const d of this.domains(id)) this.destroyDomain(d.id);
+    for (const s of this.snapshots(id)) this.#snapshots.delete(s.id);
     this.#tenants.delete(id);
   }
 
@@ -636,6 +857,148 @@ export class Tenancy {
     assertCount(spec.maxPages, "max_pages", 1, 2 ** 31);
     const engine = spec.engine ?? this.#defaultEngine;
     engineDescriptor(engine);
+    this.#assertRoomForDomain(tenant, spec.maxPages);
+    const domain = new Domain(
+      this.#nextDomainId++,
+      tenantId,
+      { ...spec, engine },
+      this.#pages,
+      this.modelHeapLock ? this.heapLock : null,
+    );
+    this.#domains.set(domain.id, domain);
+    return domain;
+  }
+
+  /**
+   * Create a domain for tenant `tenantId` whose heap is snapshot `spec.fromSnapshot`'s:
+   * the same blocks at the same addresses, checked (hypervisor/snapshot.ts).
+   *
+   * @throws {NotFoundError} if there is no such tenant, or no such snapshot of it
+   * @throws {RangeError} on a bad name or page quota, or a vCPU count or engine that
+   *   is not the snapshot's
+   * @throws {QuotaExceededError} if the tenant's limits would be exceeded
+   * @throws {SnapshotError} if the snapshot does not rebuild its heap
+   * @throws {MachineFullError} if the machine cannot back the heap
+   */
+  restoreDomain(tenantId: number, spec: RestoreSpec): Domain {
+    const tenant = this.tenant(tenantId);
+    const snap = this.snapshot(spec.fromSnapshot, tenantId);
+    const c = snap.content;
+    assertName(spec.name, "domain");
+    if (spec.engine !== undefined && spec.engine !== c.domain.engine) {
+      throw new RangeError(
+        `Snapshot ${snap.id} is a ${c.domain.engine} heap: it restores into ${c.domain.engine}, ` +
+          `not ${spec.engine} (to run its history on other engines: sim --from-snapshot)`,
+      );
+    }
+    if (spec.vcpus !== undefined && spec.vcpus !== c.domain.vcpus) {
+      throw new RangeError(
+        `Snapshot ${snap.id} has per-vCPU state for ${c.domain.vcpus} vCPUs: vcpus must be ` +
+          `${c.domain.vcpus}, not ${spec.vcpus}`,
+      );
+    }
+    const maxPages = spec.maxPages ?? c.domain.maxPages;
+    assertCount(maxPages, "max_pages", c.heap.pages_held + c.heap.reserved_pages, 2 ** 31);
+    this.#assertRoomForDomain(tenant, maxPages);
+    const domain = new Domain(
+      this.#nextDomainId,
+      tenantId,
+      { name: spec.name, vcpus: c.domain.vcpus, maxPages, engine: c.domain.engine },
+      this.#pages,
+      this.modelHeapLock ? this.heapLock : null,
+      { content: c },
+    );
+    this.#nextDomainId++;
+    this.#domains.set(domain.id, domain);
+    return domain;
+  }
+
+  /**
+   * Snapshot domain `domainId` (its tenant keeps it).
+   *
+   * @throws {NotFoundError} if there is no such domain
+   * @throws {QuotaExceededError} if its tenant keeps {@link SNAPSHOTS_PER_TENANT_MAX}
+   */
+  takeSnapshot(domainId: number): StoredSnapshot {
+    const d = this.domain(domainId);
+    return this.#keepSnapshot(d.tenantId, d.id, d.snapshotContent());
+  }
+
+  /**
+   * Keep an imported snapshot for tenant `tenantId`, after checking that its history
+   * rebuilds its heap (in a scratch space: the machine is not touched).
+   *
+   * @throws {NotFoundError} if there is no such tenant
+   * @throws {SnapshotError} if it does not rebuild its heap
+   * @throws {QuotaExceededError} if the tenant keeps {@link SNAPSHOTS_PER_TENANT_MAX}
+   */
+  importSnapshot(tenantId: number, content: SnapshotContent): StoredSnapshot {
+    this.tenant(tenantId);
+    this.#assertRoomForSnapshot(tenantId);
+    new Domain(
+      0,
+      tenantId,
+      { ...content.domain },
+      this.#pages,
+      null,
+      { content, verifyOnly: true },
+    );
+    return this.#keepSnapshot(tenantId, null, content);
+  }
+
+  /**
+   * Snapshot `id` (of tenant `tenantId` when given: another tenant's is not found).
+   *
+   * @throws {NotFoundError} if there is none
+   */
+  snapshot(id: number, tenantId?: number): StoredSnapshot {
+    const s = this.#snapshots.get(id);
+    if (s === undefined || (tenantId !== undefined && s.tenantId !== tenantId)) {
+      throw new NotFoundError(`No snapshot ${id}`);
+    }
+    return s;
+  }
+
+  /** Snapshots, all or a tenant's, by id. */
+  snapshots(tenantId?: number): StoredSnapshot[] {
+    const all = [...this.#snapshots.values()];
+    return tenantId === undefined ? all : all.filter((s) => s.tenantId === tenantId);
+  }
+
+  /**
+   * Forget snapshot `id` (domains restored from it keep their heaps).
+   *
+   * @throws {NotFoundError} if there is none
+   */
+  deleteSnapshot(id: number): void {
+    this.snapshot(id);
+    this.#snapshots.delete(id);
+  }
+
+  #keepSnapshot(tenantId: number, domainId: number | null, content: SnapshotContent) {
+    this.#assertRoomForSnapshot(tenantId);
+    const s: StoredSnapshot = {
+      id: this.#nextSnapshotId++,
+      tenantId,
+      sourceDomainId: domainId,
+      content,
+    };
+    this.#snapshots.set(s.id, s);
+    return s;
+  }
+
+  #assertRoomForSnapshot(tenantId: number): void {
+    const kept = this.snapshots(tenantId).length;
+    if (kept >= SNAPSHOTS_PER_TENANT_MAX) {
+      throw new QuotaExceededError(
+        `Cannot keep another snapshot: tenant ${tenantId} keeps ${kept}, the most allowed; ` +
+          `delete one first`,
+      );
+    }
+  }
+
+  #assertRoomForDomain(tenant: Tenant, maxPages: number): void {
+    const tenantId = tenant.id;
     const mine = this.domains(tenantId);
     if (mine.length + 1 > tenant.maxDomains) {
       throw new QuotaExceededError(
@@ -648,22 +1011,13 @@ export class Tenancy {
       );
     }
     const reserved = mine.reduce((sum, d) => sum + d.maxPages, 0);
-    if (reserved + spec.maxPages > tenant.maxPages) {
+    if (reserved + maxPages > tenant.maxPages) {
       throw new QuotaExceededError(
-        `Cannot create domain with max_pages ${spec.maxPages}: tenant ${tenantId} has ${
+        `Cannot create domain with max_pages ${maxPages}: tenant ${tenantId} has ${
           tenant.maxPages - reserved
         } of its ${tenant.maxPages} pages left`,
       );
     }
-    const domain = new Domain(
-      this.#nextDomainId++,
-      tenantId,
-      { ...spec, engine },
-      this.#pages,
-      this.modelHeapLock ? this.heapLock : null,
-    );
-    this.#domains.set(domain.id, domain);
-    return domain;
   }
 
   /** Domains, all or a tenant's, by id. */

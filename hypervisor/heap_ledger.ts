@@ -123,6 +123,11 @@ export class HeapLedger {
     return this.#peakPages;
   }
 
+  /** `pagesHeld` pages are held now (raises the peak without recording a call). */
+  notePages(pagesHeld: number): void {
+    if (pagesHeld > this.#peakPages) this.#peakPages = pagesHeld;
+  }
+
   /** Record one call: its steps, its latency (cycles + lock wait), the pages held after. */
   record(steps: number, latencyCycles: number, pagesHeld: number): void {
     this.#steps.add(steps);

@@ -30,6 +30,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { crc32 as zlibCrc32 } from "node:zlib";
 import type { BuddyPageAllocator } from "./page_allocator.ts";
 import type { MemoryOpResult, Tenancy } from "./domains.ts";
+import { parseSnapshotDocument } from "./snapshot.ts";
 
 /** One acknowledged operation, as logged (snake_case, like the API's bodies). */
 export type JournalOp =
@@ -43,8 +44,13 @@ export type JournalOp =
     vcpus: number;
     max_pages: number;
     engine: string;
+    /** The snapshot whose heap it starts with (hypervisor/snapshot.ts). */
+    from_snapshot?: number;
   }
   | { kind: "destroy_domain"; domain: number }
+  | { kind: "snapshot"; domain: number; snapshot: number }
+  | { kind: "import_snapshot"; tenant: number; snapshot: number; document: unknown }
+  | { kind: "delete_snapshot"; snapshot: number }
   | {
     kind: "allocate";
     domain: number;
@@ -96,6 +102,9 @@ const KINDS: Readonly<Record<JournalOp["kind"], readonly string[]>> = {
   delete_tenant: ["tenant"],
   create_domain: ["tenant", "name", "vcpus", "max_pages", "engine"],
   destroy_domain: ["domain"],
+  snapshot: ["domain", "snapshot"],
+  import_snapshot: ["tenant", "snapshot"],
+  delete_snapshot: ["snapshot"],
   allocate: ["domain", "size", "align", "vcpu"],
   free: ["domain", "address", "vcpu"],
   reallocate: ["domain", "address", "size", "align", "vcpu"],
@@ -159,12 +168,34 @@ export function applyOp(tenancy: Tenancy, op: JournalOp): MemoryOpResult | null 
       tenancy.deleteTenant(op.tenant);
       return null;
     case "create_domain":
-      tenancy.createDomain(op.tenant, {
-        name: op.name,
-        vcpus: op.vcpus,
-        maxPages: op.max_pages,
-        engine: op.engine,
-      });
+      if (op.from_snapshot === undefined) {
+        tenancy.createDomain(op.tenant, {
+          name: op.name,
+          vcpus: op.vcpus,
+          maxPages: op.max_pages,
+          engine: op.engine,
+        });
+      } else {
+        tenancy.restoreDomain(op.tenant, {
+          name: op.name,
+          fromSnapshot: op.from_snapshot,
+          vcpus: op.vcpus,
+          maxPages: op.max_pages,
+          engine: op.engine,
+        });
+      }
+      return null;
+    case "snapshot":
+      sameSnapshotId(tenancy.takeSnapshot(op.domain).id, op.snapshot);
+      return null;
+    case "import_snapshot":
+      sameSnapshotId(
+        tenancy.importSnapshot(op.tenant, parseSnapshotDocument(op.document)).id,
+        op.snapshot,
+      );
+      return null;
+    case "delete_snapshot":
+      tenancy.deleteSnapshot(op.snapshot);
       return null;
     case "destroy_domain":
       tenancy.destroyDomain(op.domain);
@@ -190,21 +221,73 @@ export function applyOp(tenancy: Tenancy, op: JournalOp): MemoryOpResult | null 
   }
 }
 
+/**
+ * What kind of SQLite failure `e` is, from node:sqlite's `errcode` (its primary result
+ * code) or, for `exec`, which gives none, from SQLite's message.
+ */
+function sqliteFailure(e: unknown): "full" | "readonly" | "cantopen" | null {
+  const { errcode, message } = e as { errcode?: unknown; message?: unknown };
+  const code = typeof errcode === "number" ? errcode & 0xff : undefined;
+  const text = typeof message === "string" ? message : "";
+  if (code === 13 || text.includes("database or disk is full")) return "full"; // SQLITE_FULL
+  if (code === 8 || text.includes("readonly database")) return "readonly"; // SQLITE_READONLY
+  if (code === 14 || text.includes("unable to open database file")) return "cantopen";
+  return null;
+}
+
+/** `bytes` for people: KiB below a MiB, MiB above, at most two decimals. */
+function formatBytes(bytes: number): string {
+  return bytes >= 1024 * 1024
+    ? `${Number((bytes / (1024 * 1024)).toFixed(2))} MiB`
+    : `${Number((bytes / 1024).toFixed(2))} KiB`;
+}
+
+/** What to do when the journal has no room: the same words at start and on a 503. */
+const MORE_ROOM = "free disk space, or raise the journal's cap (serve: --data-max-mib)";
+
+/** A snapshot made on replay must get the id it got when it was logged. */
+function sameSnapshotId(made: number, logged: number): void {
+  if (made !== logged) {
+    throw new Error(`it made snapshot ${made}, the log says ${logged}`);
+  }
+}
+
 /** The append-only log of acknowledged operations in one SQLite database. */
 export class Journal {
   readonly #db: DatabaseSync;
   readonly #insert: StatementSync;
+  readonly #path: string;
+  /** The cap in pages (SQLite's max_page_count) and the page size; null: no cap. */
+  #cap: { pages: number; pageSize: number } | null = null;
   #lastSeq: number;
 
   /**
    * Open (creating if needed) the log at `path`, or an in-memory one at `":memory:"`.
    *
-   * @throws {JournalError} if the file is not a heapvisor database, is corrupt, or
-   *   comes from a newer heapvisor
+   * With `maxBytes`, the database may grow to that many bytes (whole pages, with
+   * SQLite's `max_page_count`): an append past it fails as on a full disk, with
+   * SQLite's own SQLITE_FULL, and the database stays sound. A database already at or
+   * over the cap is refused here. The cap bounds the database file, not its WAL (up
+   * to about 4 MiB more between checkpoints).
+   *
+   * If opening fails, the database is closed again before the error is thrown: it is
+   * left as it was, with no `-wal` or `-shm` file beside it.
+   *
+   * @param path the database file
+   * @param options `maxBytes`: the cap in bytes, a positive integer (default: none)
+   * @throws {JournalError} if the file is not a heapvisor database, is corrupt, comes
+   *   from a newer heapvisor, cannot be opened for writing, or is full
+   * @throws {RangeError} if `maxBytes` is not a positive integer
    */
-  constructor(path: string) {
+  constructor(path: string, options: { maxBytes?: number } = {}) {
+    const { maxBytes } = options;
+    if (maxBytes !== undefined && !(Number.isSafeInteger(maxBytes) && maxBytes > 0)) {
+      throw new RangeError(`Journal maxBytes must be a positive integer, not ${maxBytes}`);
+    }
+    this.#path = path;
+    let db: DatabaseSync | undefined;
     try {
-      this.#db = new DatabaseSync(path);
+      db = this.#db = new DatabaseSync(path);
       this.#db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
       const integrity = this.#db.prepare("PRAGMA quick_check").get() as
         | Record<string, unknown>
@@ -213,16 +296,83 @@ export class Journal {
       if (verdict !== "ok") {
         throw new JournalError(`Journal ${path}: SQLite integrity check failed: ${verdict}`);
       }
+      if (maxBytes !== undefined) this.#setCap(maxBytes);
       this.#migrate(path);
     } catch (e) {
-      if (e instanceof JournalError) throw e;
-      throw new JournalError(`Journal ${path}: cannot open: ${(e as Error).message}`);
+      let error = e;
+      if (!(e instanceof JournalError)) {
+        const failure = sqliteFailure(e);
+        const hint = failure === "readonly" || failure === "cantopen"
+          ? " (it must be writable, in a writable directory on a filesystem mounted read-write)"
+          : "";
+        error = failure === "full"
+          ? this.#fullError(e, 0, "start")
+          : new JournalError(`Journal ${path}: cannot open: ${(e as Error).message}${hint}`);
+      }
+      if (db?.isOpen) db.close(); // leaves the file as it was, and no -wal or -shm beside it
+      throw error;
     }
     this.#insert = this.#db.prepare("INSERT INTO ops (seq, op, crc) VALUES (?, ?, ?)");
     const last = this.#db.prepare("SELECT max(seq) AS seq FROM ops").get() as {
       seq: number | null;
     };
     this.#lastSeq = last.seq ?? 0;
+  }
+
+  /** Cap the database at `maxBytes` (whole pages), or refuse one already full at start. */
+  #setCap(maxBytes: number): void {
+    const pragma = (sql: string): number =>
+      Number(Object.values(this.#db.prepare(sql).get() ?? {})[0]);
+    const pageSize = pragma("PRAGMA page_size");
+    const pages = Math.max(1, Math.floor(maxBytes / pageSize));
+    const used = pragma("PRAGMA page_count");
+    if (used > pages || (used === pages && pragma("PRAGMA freelist_count") === 0)) {
+      throw new JournalError(
+        `Journal ${this.#path} is full at start: it holds ${formatBytes(used * pageSize)} ` +
+          `(${used} pages of ${pageSize} bytes), ${used > pages ? "more than" : "all of"} its ` +
+          `cap of ${formatBytes(pages * pageSize)} (${pages} pages). Nothing was loaded or ` +
+          `written; start again with more room: ${MORE_ROOM}`,
+      );
+    }
+    const set = pragma(`PRAGMA max_page_count = ${pages}`);
+    if (set !== pages) {
+      throw new JournalError(
+        `Journal ${this.#path}: SQLite set max_page_count ${set}, not ${pages}`,
+      );
+    }
+    this.#cap = { pages, pageSize };
+  }
+
+  /**
+   * The error for SQLite's SQLITE_FULL (`e`): the journal is full, because it reached
+   * its cap or because the disk has no room, what still works, and what to do.
+   * `rowBytes`: the size of the row that did not fit (0 at start).
+   */
+  #fullError(e: unknown, rowBytes: number, when: "start" | "append"): JournalError {
+    let why = "the disk (or filesystem) holding it has no room left";
+    if (this.#cap !== null) {
+      const { pages, pageSize } = this.#cap;
+      let used: number | null = null;
+      try {
+        const row = this.#db.prepare("PRAGMA page_count").get() as { page_count: number };
+        used = row.page_count;
+      } catch {
+        // the database is unusable: say what is known
+      }
+      // A row needs its bytes in pages, and a B-tree split up to a few pages more.
+      if (used === null || (pages - used) * pageSize < rowBytes + 3 * pageSize) {
+        why = `it reached its cap of ${formatBytes(pages * pageSize)}` +
+          (used === null ? "" : ` (${used} of ${pages} pages in use)`);
+      }
+    }
+    const then = when === "append"
+      ? "Reads still work; changes are refused until a restart with more room"
+      : "Nothing was loaded; start again with more room";
+    return new JournalError(
+      `Journal ${this.#path} is full (SQLite: ${
+        (e as Error).message
+      }): ${why}. ${then}: ${MORE_ROOM}`,
+    );
   }
 
   #migrate(path: string): void {
@@ -241,7 +391,8 @@ export class Journal {
         this.#db.exec(`PRAGMA user_version = ${v + 1}`);
         this.#db.exec("COMMIT");
       } catch (e) {
-        this.#db.exec("ROLLBACK");
+        // SQLite may have rolled back already (on SQLITE_FULL, say): keep the first error.
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
         throw e;
       }
     }
@@ -261,7 +412,22 @@ export class Journal {
     if (ops.length === 0) return;
     const seq = this.#lastSeq + 1;
     const text = JSON.stringify(ops.length === 1 ? ops[0] : ops);
-    this.#insert.run(seq, text, crc32(text)); // one statement: its own transaction
+    try {
+      this.#insert.run(seq, text, crc32(text)); // one statement: its own transaction
+    } catch (e) {
+      // SQLite rolled the statement back: nothing of the row is in the database.
+      const failure = sqliteFailure(e);
+      if (failure === "full") {
+        throw this.#fullError(e, new TextEncoder().encode(text).length, "append");
+      }
+      if (failure === "readonly") {
+        throw new JournalError(
+          `Journal ${this.#path} cannot be written (SQLite: ${(e as Error).message}): is its ` +
+            `filesystem read-only? Reads still work; changes are refused until a restart`,
+        );
+      }
+      throw e;
+    }
     this.#lastSeq = seq;
   }
 
@@ -301,6 +467,10 @@ export class Journal {
    * tenant's token hash as it was issued (and `null` when the tenant is deleted), so
    * the caller's token store can take them back.
    *
+   * The log is read twice, a row at a time, in one read transaction (both passes see
+   * the same rows): first every row is checked (sequence, CRC, parse) and dropped,
+   * then every row is read again and applied. Memory does not grow with the log.
+   *
    * @throws {JournalError} if the log is corrupt, an operation is refused on replay,
    *   or a check fails afterwards
    */
@@ -309,9 +479,27 @@ export class Journal {
     pages: BuddyPageAllocator,
     onToken?: (tenant: number, sha256: string | null) => void,
   ): ReplaySummary {
-    const rows = [...this.#rows()];
+    const ownTransaction = !this.#db.isTransaction;
+    if (ownTransaction) this.#db.exec("BEGIN"); // deferred: a read snapshot, no write lock
+    try {
+      return this.#replay(tenancy, pages, onToken);
+    } finally {
+      if (ownTransaction && this.#db.isTransaction) this.#db.exec("COMMIT");
+    }
+  }
+
+  /** {@link replay}'s two passes, inside its read transaction. */
+  #replay(
+    tenancy: Tenancy,
+    pages: BuddyPageAllocator,
+    onToken?: (tenant: number, sha256: string | null) => void,
+  ): ReplaySummary {
+    for (const _ of this.#rows()) {
+      // Pass 1: every row is checked by #rows() and dropped; a bad one throws here,
+      // before anything is applied.
+    }
     let count = 0;
-    for (const [seq, ops] of rows) {
+    for (const [seq, ops] of this.#rows()) { // pass 2: the same rows, checked again
       for (const op of ops) {
         try {
           applyOp(tenancy, op);

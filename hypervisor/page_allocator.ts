@@ -192,6 +192,52 @@ export class BuddyPageAllocator {
   }
 
   /**
+   * Allocate the naturally aligned block of 2^order frames at `frame` for `owner`,
+   * splitting the free block that holds it (the halves not wanted go back on their
+   * lists). A pool rebuilt from a snapshot claims the frames its source was given this
+   * way (hypervisor/snapshot.ts); Xen has no such call.
+   *
+   * @throws {RangeError} if the frames are outside the machine, not aligned to the
+   *   order, or not free; nothing changes then
+   */
+  allocAt(frame: number, order: number, owner: number): void {
+    if (!(owner >= 0 && Number.isInteger(owner) && owner <= OWNER_MAX)) {
+      throw new RangeError(`Invalid owner ${owner}: expected an integer in [0, ${OWNER_MAX}]`);
+    }
+    if (
+      !Number.isInteger(order) || order < 0 || order > this.maxOrder ||
+      !Number.isInteger(frame) || frame < 0 || frame + 2 ** order > this.frameCount ||
+      frame % 2 ** order !== 0
+    ) {
+      throw new RangeError(
+        `Cannot claim frames [${frame}, ${frame} + 2^${order}): not an aligned block of this ` +
+          `${this.frameCount}-frame machine`,
+      );
+    }
+    const head = this.blockHeadOf(frame);
+    const s = this.#state[head]!;
+    let j = s & STATE_ORDER_MASK;
+    if ((s & STATE_FREE) === 0 || j < order) {
+      throw new RangeError(`Cannot claim frames [${frame}, ${frame} + 2^${order}): not free`);
+    }
+    this.#allocCalls++;
+    this.#unlink(head, j);
+    let block = head;
+    while (j > order) {
+      j--;
+      const upper = block + (1 << j);
+      if (frame >= upper) {
+        this.#pushFree(block, j);
+        block = upper;
+      } else {
+        this.#pushFree(upper, j);
+      }
+    }
+    this.#markAllocated(block, order, owner);
+    this.#link1[block] = 0;
+  }
+
+  /**
    * Free the 2^order frames at `frame`: either a whole allocated block, or a
    * naturally aligned part of one (as Xen's `xmalloc_whole_pages()` frees the unused
    * tail of a block; the rest of the block stays allocated as smaller blocks).

@@ -24,6 +24,7 @@ import {
   PageSource,
   type XmallocEngine,
 } from "../hypervisor/xmalloc/engine.ts";
+import { ForkPageSource, historyOps, OpHistory } from "../hypervisor/snapshot.ts";
 import { Prng } from "../src/prng.ts";
 import { addressToFrame, frameToAddress, PAGE_SIZE_BYTES } from "../src/units.ts";
 
@@ -41,6 +42,7 @@ export const CONFORMANCE_CASES = [
   "reallocate",
   "bad-arguments",
   "destroy",
+  "replay",
 ] as const;
 
 /** Name of one case of the suite. */
@@ -1018,6 +1020,99 @@ const CASES: Record<ConformanceCase, CaseFn> = {
       assert.equal(rig.pages.freeFrameCount, rig.pages.frameCount);
       assert.deepEqual(rig.pages.check(), []);
     });
+  },
+
+  // Snapshots rest on this (hypervisor/snapshot.ts): an engine given the same calls
+  // and the same page-allocator answers makes the same blocks at the same addresses,
+  // and asks the machine nothing but through its page source.
+  async replay(config, t) {
+    for (const seed of config.seeds.slice(0, 2)) {
+      await t.step(`seed=${seed}: a rebuilt engine is the same heap, call by call`, () => {
+        // A small machine that another owner keeps busy: the machine's answers (frames,
+        // failures for exhaustion and contiguity, its largest free order) vary.
+        const frames = 512;
+        const others: number[] = [];
+        const rig = newRig(config, frames, 150, (pages) => {
+          // Every other 16-page block taken: no free block above order 4 at the start.
+          for (let f = 0; f < frames; f += 16) others.push(pages.alloc(4, OTHER_OWNER));
+          for (let i = others.length - 1; i >= 0; i -= 2) pages.free(others.splice(i, 1)[0]!, 4);
+        });
+        const history = new OpHistory();
+        rig.source.responses = history;
+        const results: number[] = [];
+        const prng = new Prng(seed);
+        const alignMax = Math.min(rig.engine.maxAlignBytes, RANDOM_ALIGN_MAX_BYTES);
+        for (let op = 0; op < 1500; op++) {
+          const r = prng.nextFloat();
+          const cpu = prng.index(rig.cpuCount);
+          if (r < 0.1) { // another owner takes or gives pages
+            const f = rig.pages.alloc(prng.index(4), OTHER_OWNER);
+            if (f >= 0) others.push(f);
+          } else if (r < 0.12 && others.length > 0) {
+            const f = others.splice(prng.index(others.length), 1)[0]!;
+            rig.pages.free(f, rig.pages.allocatedOrder(f));
+          } else if (rig.live.count === 0 || r < 0.6) {
+            const size = randomSize(prng);
+            const align = randomAlign(prng, alignMax);
+            const address = allocateChecked(rig, size, align, cpu);
+            history.allocate(size, align, cpu);
+            results.push(address);
+          } else if (r < 0.93) {
+            const address = rig.live.at(prng.index(rig.live.count)).address;
+            freeChecked(rig, address, cpu);
+            history.free(address, cpu);
+          } else {
+            const address = rig.live.at(prng.index(rig.live.count)).address;
+            const size = randomSize(prng);
+            const align = randomAlign(prng, alignMax);
+            results.push(reallocateChecked(rig, address, size, align, cpu));
+            history.reallocate(address, size, align, cpu);
+          }
+        }
+        const failed = results.filter((a) => a === 0).length;
+        assert.ok(failed > 0, "no call failed: the case does not replay failures");
+        assert.ok(rig.pages.stats().failedCalls > 0, "the machine never failed a request");
+
+        const view = history.view();
+        const machine = new BuddyPageAllocator(frames);
+        const fork = new ForkPageSource(machine, frames, 20, ENGINE_OWNER, 150, view.responses);
+        const copy = config.descriptor.create({ pageSource: fork, cpuCount: config.cpuCount });
+        let k = 0;
+        const replay = (
+          op: { kind: string; size?: number; align?: number; vcpu?: number; address?: number },
+        ) => {
+          if (op.kind === "allocate") {
+            assert.equal(copy.allocate(op.size!, op.align!, op.vcpu!), results[k++]);
+          } else if (op.kind === "free") copy.free(op.address!, op.vcpu!);
+          else {
+            const got = copy.reallocate(op.address!, op.size!, op.align!, op.vcpu!);
+            assert.equal(got, results[k++]);
+          }
+        };
+        for (const op of historyOps(view)) replay(op);
+        assert.equal(k, results.length);
+        assert.equal(fork.unusedResponses, 0, "every recorded answer was asked for again");
+        assert.deepEqual(copy.check(), []);
+        assert.deepEqual(copy.pagesHeld(), rig.engine.pagesHeld());
+        for (const block of rig.live.all()) {
+          assert.equal(copy.usableSize(block.address), block.usableBytes);
+        }
+        assert.equal(fork.goLive(), null);
+        assert.equal(machine.pagesOwnedBy(ENGINE_OWNER), rig.pages.pagesOwnedBy(ENGINE_OWNER));
+        // Live, the copy's pages come from its machine, and go back to it.
+        for (const block of rig.live.all()) copy.free(block.address, 0);
+        for (let i = 0; i < 50; i++) copy.allocate(3000 + 40 * i, 1, 0);
+        const held = copy.pagesHeld();
+        assert.equal(
+          machine.pagesOwnedBy(ENGINE_OWNER),
+          held.poolPages + held.wholePages + held.metaPages,
+        );
+        assert.deepEqual(copy.check(), []);
+        copy.destroy();
+        assert.equal(machine.freeFrameCount, frames);
+        assert.deepEqual(machine.check(), []);
+      });
+    }
   },
 };
 

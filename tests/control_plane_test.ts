@@ -84,6 +84,12 @@ const API_ROUTES = [
   "GET /v1/stats",
   "GET /metrics",
   "GET /v1/domains/{id}/events",
+  "POST /v1/domains/{id}/snapshot",
+  "GET /v1/snapshots",
+  "GET /v1/snapshots/{id}",
+  "GET /v1/snapshots/{id}/export",
+  "POST /v1/snapshots",
+  "DELETE /v1/snapshots/{id}",
 ];
 
 /** Routes that need a token, each with a body that would be valid. */
@@ -106,6 +112,12 @@ function protectedRoutes(domainId: number, tenantId: number): [string, string, u
     ["GET", "/v1/stats", undefined],
     ["GET", "/metrics", undefined],
     ["GET", `/v1/domains/${domainId}/events?max_events=1`, undefined],
+    ["POST", `/v1/domains/${domainId}/snapshot`, undefined],
+    ["GET", "/v1/snapshots", undefined],
+    ["GET", "/v1/snapshots/1", undefined],
+    ["GET", "/v1/snapshots/1/export", undefined],
+    ["POST", "/v1/snapshots", { format: "heapvisor-snapshot", version: 1 }],
+    ["DELETE", "/v1/snapshots/1", undefined],
   ];
 }
 

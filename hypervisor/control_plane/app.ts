@@ -25,11 +25,14 @@ import type { Hypervisor } from "../hypervisor.ts";
 import { pageAllocatorCalls } from "../page_allocator.ts";
 import {
   type Domain,
+  MachineFullError,
   type MemoryOpResult,
   NotFoundError,
   NotReservedError,
   QuotaExceededError,
+  type StoredSnapshot,
 } from "../domains.ts";
+import { parseSnapshotDocument, snapshotDocument, SnapshotError } from "../snapshot.ts";
 import { type AllocFailureCause, InvalidFreeError } from "../xmalloc/engine.ts";
 import { ENGINES } from "../xmalloc/registry.ts";
 import { type Principal, TokenStore } from "./auth.ts";
@@ -58,8 +61,14 @@ import {
   ReleaseResultBody,
   ReservationBody,
   ReservationResultBody,
+  SnapshotBody,
+  SnapshotFileBody,
   TenantBody,
+  TenantQuery,
 } from "./schemas.ts";
+
+/** Largest snapshot file an import takes. */
+export const SNAPSHOT_BODY_MAX_BYTES = 64 * 1024 * 1024;
 
 /** Largest body of any request but a batch. */
 export const BODY_MAX_BYTES = 64 * 1024;
@@ -209,6 +218,12 @@ export function createControlPlane(
     if (err instanceof QuotaExceededError) {
       return c.json({ error: { code: "quota_exceeded", message: err.message } }, 409);
     }
+    if (err instanceof SnapshotError) {
+      return c.json({ error: { code: "invalid_snapshot", message: err.message } }, 422);
+    }
+    if (err instanceof MachineFullError) {
+      return c.json({ error: { code: "machine_full", message: err.message } }, 507);
+    }
     if (err instanceof NotReservedError) {
       return c.json({ error: { code: "not_reserved", message: err.message } }, 409);
     }
@@ -253,25 +268,30 @@ export function createControlPlane(
       onError: () => fail(413, "body_too_large", `Request body over ${maxSize} bytes`),
     });
   const batchLimit = limit(BATCH_BODY_MAX_BYTES);
+  const snapshotLimit = limit(SNAPSHOT_BODY_MAX_BYTES);
   const defaultLimit = limit(BODY_MAX_BYTES);
   app.use("*", (c, next) => {
     // GET, HEAD and DELETE carry no body here: nothing to limit (and bodyLimit would
     // rewrap the request for nothing).
     const method = c.req.method;
     if (method === "GET" || method === "HEAD" || method === "DELETE") return next();
-    const batch = c.req.path.endsWith("/batch");
+    const path = c.req.path;
+    const [max, limiter] = path.endsWith("/batch")
+      ? [BATCH_BODY_MAX_BYTES, batchLimit]
+      : path === "/v1/snapshots"
+      ? [SNAPSHOT_BODY_MAX_BYTES, snapshotLimit]
+      : [BODY_MAX_BYTES, defaultLimit];
     // What bodyLimit decides from a Content-Length under the limit (go on), decided
     // without touching `request.body`, which would make a stream of the body for
     // nothing. Over the limit, or without a Content-Length, bodyLimit decides.
     const headers = c.req.raw.headers;
     const length = headers.get("content-length");
     if (
-      length !== null && !headers.has("transfer-encoding") &&
-      parseInt(length || "0", 10) <= (batch ? BATCH_BODY_MAX_BYTES : BODY_MAX_BYTES)
+      length !== null && !headers.has("transfer-encoding") && parseInt(length || "0", 10) <= max
     ) {
       return next();
     }
-    return batch ? batchLimit(c, next) : defaultLimit(c, next);
+    return limiter(c, next);
   });
 
   app.use("*", (c, next) => {
@@ -303,6 +323,24 @@ export function createControlPlane(
       fail(404, "not_found", `No domain ${id}`);
     }
     return domain;
+  };
+  /**
+   * The tenant a request acts for: a tenant itself (naming another is 403), or the
+   * tenant the admin names (400 if none, 404 if no such tenant).
+   */
+  const targetTenant = (c: Context<Env>, named: number | undefined, what: string): number => {
+    const p = c.var.principal;
+    if (p.role === "admin") {
+      if (named === undefined) {
+        fail(400, "invalid_request", "tenant_id: the admin must name the tenant");
+      }
+      tenancy.tenant(named); // 404 if none
+      return named;
+    }
+    if (named !== undefined && named !== p.tenantId) {
+      fail(403, "forbidden", `tenant_id: a tenant ${what} for itself only`);
+    }
+    return p.tenantId;
   };
   const tenantBody = (id: number) => {
     const t = tenancy.tenant(id);
@@ -444,39 +482,181 @@ export function createControlPlane(
         201: json(DomainBody, "created"),
         ...errors,
         409: json(ErrorBody, "the tenant's quota would be exceeded"),
+        422: json(ErrorBody, "from_snapshot: the snapshot does not rebuild its heap"),
+        507: json(ErrorBody, "from_snapshot: the machine cannot back the snapshot's heap"),
       },
     }),
     (c) => {
       const body = c.req.valid("json");
-      const p = c.var.principal;
-      let tenantId: number;
-      if (p.role === "admin") {
-        if (body.tenant_id === undefined) {
-          fail(400, "invalid_request", "tenant_id: the admin must name the tenant");
+      const tenantId = targetTenant(c, body.tenant_id, "creates domains");
+      let domain: Domain;
+      if (body.from_snapshot === undefined) {
+        if (body.vcpus === undefined || body.max_pages === undefined) {
+          fail(
+            400,
+            "invalid_request",
+            `${body.vcpus === undefined ? "vcpus" : "max_pages"}: required (unless from_snapshot)`,
+          );
         }
-        tenantId = body.tenant_id;
-        tenancy.tenant(tenantId); // 404 if none
+        domain = tenancy.createDomain(tenantId, {
+          name: body.name,
+          vcpus: body.vcpus,
+          maxPages: body.max_pages,
+          ...(body.engine ? { engine: body.engine } : {}),
+        });
       } else {
-        if (body.tenant_id !== undefined && body.tenant_id !== p.tenantId) {
-          fail(403, "forbidden", "tenant_id: a tenant creates domains for itself only");
-        }
-        tenantId = p.tenantId;
+        domain = tenancy.restoreDomain(tenantId, {
+          name: body.name,
+          fromSnapshot: body.from_snapshot,
+          ...(body.vcpus !== undefined ? { vcpus: body.vcpus } : {}),
+          ...(body.max_pages !== undefined ? { maxPages: body.max_pages } : {}),
+          ...(body.engine ? { engine: body.engine } : {}),
+        });
       }
-      const domain = tenancy.createDomain(tenantId, {
-        name: body.name,
-        vcpus: body.vcpus,
-        maxPages: body.max_pages,
-        ...(body.engine ? { engine: body.engine } : {}),
-      });
       record(() => [{
         kind: "create_domain",
         tenant: tenantId,
         name: body.name,
-        vcpus: body.vcpus,
-        max_pages: body.max_pages,
+        vcpus: domain.vcpus,
+        max_pages: domain.maxPages,
         engine: domain.engine.name,
+        ...(body.from_snapshot !== undefined ? { from_snapshot: body.from_snapshot } : {}),
       }]);
       return c.json(domain.stats(), 201);
+    },
+  );
+
+  // -- snapshots ---------------------------------------------------------------------------
+  const snapshotBody = (s: StoredSnapshot) => ({
+    id: s.id,
+    tenant_id: s.tenantId,
+    source_domain_id: s.sourceDomainId,
+    name: s.content.domain.name,
+    engine: s.content.domain.engine,
+    vcpus: s.content.domain.vcpus,
+    max_pages: s.content.domain.maxPages,
+    machine_frames: s.content.machine.frames,
+    history_ops: s.content.history.ops,
+    page_responses: s.content.history.responses.length,
+    pages_held: s.content.heap.pages_held,
+    reserved_pages: s.content.heap.reserved_pages,
+    live_blocks: s.content.heap.live_blocks,
+    requested_bytes: s.content.heap.requested_bytes,
+  });
+  /** Snapshot `id` if the caller may see it; 404 otherwise. */
+  const visibleSnapshot = (c: Context<Env>, id: number): StoredSnapshot => {
+    const p = c.var.principal;
+    return tenancy.snapshot(id, p.role === "tenant" ? p.tenantId : undefined);
+  };
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/domains/{id}/snapshot",
+      summary: "Snapshot a domain's heap (restore it with POST /v1/domains and from_snapshot)",
+      security,
+      request: { params: IdParam },
+      responses: {
+        201: json(SnapshotBody, "taken"),
+        ...errors,
+        409: json(ErrorBody, "the tenant keeps the most snapshots allowed"),
+      },
+    }),
+    (c) => {
+      const domain = visibleDomain(c, c.req.valid("param").id);
+      const s = tenancy.takeSnapshot(domain.id);
+      record(() => [{ kind: "snapshot", domain: domain.id, snapshot: s.id }]);
+      return c.json(snapshotBody(s), 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/snapshots",
+      summary: "List snapshots (a tenant's own; the admin sees all)",
+      security,
+      responses: { 200: json(SnapshotBody.array(), "snapshots"), 401: errors[401] },
+    }),
+    (c) => {
+      const p = c.var.principal;
+      const list = tenancy.snapshots(p.role === "tenant" ? p.tenantId : undefined);
+      return c.json(list.map(snapshotBody), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/snapshots/{id}",
+      summary: "A snapshot: its source, engine, history length and heap",
+      security,
+      request: { params: IdParam },
+      responses: { 200: json(SnapshotBody, "snapshot"), ...errors },
+    }),
+    (c) => c.json(snapshotBody(visibleSnapshot(c, c.req.valid("param").id)), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/snapshots/{id}/export",
+      summary: "The snapshot as a file (JSON, format heapvisor-snapshot, version 1)",
+      security,
+      request: { params: IdParam },
+      responses: { 200: json(SnapshotFileBody, "the snapshot file"), ...errors },
+    }),
+    (c) => {
+      const s = visibleSnapshot(c, c.req.valid("param").id);
+      c.header("Content-Disposition", `attachment; filename="heapvisor-snapshot-${s.id}.json"`);
+      return c.json(
+        snapshotDocument(s.content) as unknown as z.infer<typeof SnapshotFileBody>,
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/snapshots",
+      summary: "Import a snapshot file (checked: its history must rebuild its heap)",
+      security,
+      request: {
+        query: TenantQuery,
+        body: { content: { "application/json": { schema: SnapshotFileBody } }, required: true },
+      },
+      responses: {
+        201: json(SnapshotBody, "imported"),
+        ...errors,
+        409: json(ErrorBody, "the tenant keeps the most snapshots allowed"),
+        413: json(ErrorBody, `the file is over ${SNAPSHOT_BODY_MAX_BYTES} bytes`),
+        422: json(ErrorBody, "not a valid snapshot: what and where"),
+      },
+    }),
+    (c) => {
+      const document = c.req.valid("json");
+      const tenantId = targetTenant(c, c.req.valid("query").tenant_id, "imports snapshots");
+      const s = tenancy.importSnapshot(tenantId, parseSnapshotDocument(document));
+      record(() => [{ kind: "import_snapshot", tenant: tenantId, snapshot: s.id, document }]);
+      return c.json(snapshotBody(s), 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "delete",
+      path: "/v1/snapshots/{id}",
+      summary: "Forget a snapshot (domains restored from it keep their heaps)",
+      security,
+      request: { params: IdParam },
+      responses: { 204: { description: "deleted" }, ...errors },
+    }),
+    (c) => {
+      const s = visibleSnapshot(c, c.req.valid("param").id);
+      tenancy.deleteSnapshot(s.id);
+      record(() => [{ kind: "delete_snapshot", snapshot: s.id }]);
+      return c.body(null, 204);
     },
   );
 

@@ -93,16 +93,22 @@ export const CreatedTenantBody = TenantBody.extend({
 /** POST /v1/domains. */
 export const CreateDomainBody = z.strictObject({
   name,
-  vcpus: z.number().int().min(1).max(VCPUS_MAX).openapi({
-    description: "virtual CPUs",
+  vcpus: z.number().int().min(1).max(VCPUS_MAX).optional().openapi({
+    description: "virtual CPUs (required, unless from_snapshot: then the snapshot's)",
     example: 2,
   }),
-  max_pages: z.number().int().min(1).max(2 ** 31).openapi({
-    description: "the domain's page quota (Xen's max_pages)",
+  max_pages: z.number().int().min(1).max(2 ** 31).optional().openapi({
+    description: "the domain's page quota (Xen's max_pages; required, unless from_snapshot: " +
+      "then at least the pages the snapshot's heap holds, default the snapshot's)",
     example: 4096,
   }),
   engine: z.enum(ENGINE_NAMES as [string, ...string[]]).optional().openapi({
-    description: "xmalloc engine of the domain's pool (default: the hypervisor's)",
+    description: "xmalloc engine of the domain's pool (default: the hypervisor's; with " +
+      "from_snapshot, the snapshot's)",
+  }),
+  from_snapshot: z.number().int().min(1).optional().openapi({
+    description: "start with this snapshot's heap: the same blocks at the same addresses " +
+      "(POST /v1/domains/{id}/snapshot, POST /v1/snapshots)",
   }),
   tenant_id: z.number().int().min(1).optional().openapi({
     description: "admin only: the tenant the domain is for",
@@ -115,6 +121,44 @@ const percentiles = z.object({
   p999: z.number(),
   max: z.number(),
   mean: z.number(),
+});
+
+/** A snapshot kept by the hypervisor. */
+export const SnapshotBody = z.object({
+  id: z.number().int(),
+  tenant_id: z.number().int(),
+  source_domain_id: z.number().int().nullable().openapi({
+    description: "the domain it was taken of (null: imported from a file)",
+  }),
+  name: z.string().openapi({ description: "the source domain's name" }),
+  engine: z.string(),
+  vcpus: z.number().int(),
+  max_pages: z.number().int(),
+  machine_frames: z.number().int().openapi({ description: "frames of the source's machine" }),
+  history_ops: z.number().int().openapi({
+    description: "operations in its history (what a restore replays)",
+  }),
+  page_responses: z.number().int(),
+  pages_held: z.number().int(),
+  reserved_pages: z.number().int(),
+  live_blocks: z.number().int(),
+  requested_bytes: z.number().int(),
+}).openapi("Snapshot");
+
+/** A snapshot file (the format is documented in the README and hypervisor/snapshot.ts). */
+export const SnapshotFileBody = z.looseObject({
+  format: z.literal("heapvisor-snapshot"),
+  version: z.number().int(),
+}).openapi("SnapshotFile", {
+  description: "a file from GET /v1/snapshots/{id}/export (checked in full on import)",
+});
+
+/** ?tenant_id= (admin: whom an import is for). */
+export const TenantQuery = z.object({
+  tenant_id: z.coerce.number().int().min(1).optional().openapi({
+    param: { name: "tenant_id", in: "query" },
+    description: "admin only: the tenant the snapshot is for",
+  }),
 });
 
 /** A domain's figures. */

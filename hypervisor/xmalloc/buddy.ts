@@ -398,7 +398,7 @@ export class BuddyEngine implements XmallocEngine {
   #largestObtainableOrder(): number {
     const source = this.#source;
     const room = source.maxPages - source.heldPages;
-    let order = Math.min(source.pages.largestFreeOrder(), REGION_ORDER_MAX);
+    let order = Math.min(source.largestFreeOrder(), REGION_ORDER_MAX);
     while (order >= 0 && 2 ** order + headerPagesFor(order) > room) order--;
     return order;
   }

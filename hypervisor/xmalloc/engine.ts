@@ -71,6 +71,13 @@ export class PageSource {
   maxPages: number;
   /** Why the last failed {@link allocPages} failed. */
   lastFailureCause: AllocFailureCause | null = null;
+  /**
+   * Where the page allocator's answers to this pool are written, in call order, when
+   * set: the frame each {@link allocPages} got (or its failure, see
+   * {@link encodePageFailure}) and each {@link largestFreeOrder}. With them a pool can
+   * be rebuilt exactly elsewhere (hypervisor/snapshot.ts).
+   */
+  responses: { push(response: number): void } | null = null;
 
   /**
    * Pages for `owner` from `pages`, at most `maxPages` at once.
@@ -97,19 +104,29 @@ export class PageSource {
    *   order above the page allocator's largest, `quota`, or the page allocator's cause)
    */
   allocPages(order: number): number {
+    let frame = -1;
     if (order > this.pages.maxOrder) {
       // Xen's alloc_heap_pages(): "if ( unlikely(order > MAX_ORDER) ) return NULL;"
       // before any work: no machine has a block that large.
       this.lastFailureCause = "unservable";
-      return -1;
-    }
-    if (this.pages.pagesOwnedBy(this.owner) + 2 ** order > this.maxPages) {
+    } else if (this.pages.pagesOwnedBy(this.owner) + 2 ** order > this.maxPages) {
       this.lastFailureCause = "quota";
-      return -1;
+    } else {
+      frame = this.pages.alloc(order, this.owner);
+      if (frame < 0) this.lastFailureCause = this.pages.failureCause(order);
     }
-    const frame = this.pages.alloc(order, this.owner);
-    if (frame < 0) this.lastFailureCause = this.pages.failureCause(order);
+    this.responses?.push(frame >= 0 ? frame : encodePageFailure(this.lastFailureCause!));
     return frame;
+  }
+
+  /**
+   * Largest order with a free block on the machine (-1 if none): what an engine that
+   * sizes its requests by the machine's free blocks asks (Unikraft's buddy engine).
+   */
+  largestFreeOrder(): number {
+    const order = this.pages.largestFreeOrder();
+    this.responses?.push(encodeLargestFreeOrder(order));
+    return order;
   }
 
   /** Free 2^order pages at `frame` (a whole block or an aligned part of one). */
@@ -130,6 +147,34 @@ export class PageSource {
   holds(frame: number): boolean {
     return this.pages.isAllocatedHead(frame, this.owner);
   }
+}
+
+/** The failure causes a page request can have, in the order they are encoded. */
+const PAGE_FAILURE_CAUSES: readonly AllocFailureCause[] = [
+  "quota",
+  "exhaustion",
+  "contiguity",
+  "unservable",
+];
+
+/** A failed page request as a recorded response: -1 quota .. -4 unservable. */
+export function encodePageFailure(cause: AllocFailureCause): number {
+  return -1 - PAGE_FAILURE_CAUSES.indexOf(cause);
+}
+
+/** The cause of a recorded failed page request, or null if `response` is not one. */
+export function decodePageFailure(response: number): AllocFailureCause | null {
+  return PAGE_FAILURE_CAUSES[-1 - response] ?? null;
+}
+
+/** A largest-free-order answer as a recorded response (-16 for order -1, and down). */
+export function encodeLargestFreeOrder(order: number): number {
+  return -17 - order;
+}
+
+/** The order of a recorded largest-free-order answer, or null if `response` is not one. */
+export function decodeLargestFreeOrder(response: number): number | null {
+  return response <= -16 ? -17 - response : null;
 }
 
 /** What an engine is built with. */
