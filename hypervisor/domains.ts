@@ -483,17 +483,7 @@ export class Domain {
       }
     }
     // The books restart at the fork; the history continues the snapshot's.
-    const fresh = new HeapLedger(this.vcpus, this.#heapLock);
-    for (const [address, vcpu] of this.#ledger.liveBlocks()) {
-      fresh.track(
-        address,
-        this.#ledger.requestedBytesAt(address)!,
-        this.engine.usableSize(address),
-        vcpu,
-      );
-    }
-    fresh.notePages(source.heldPages);
-    this.#ledger = fresh;
+    this.restartBooks();
     this.#history = OpHistory.from(c.history);
     source.responses = this.#history;
   }
@@ -662,6 +652,26 @@ export class Domain {
       this.#ledger.untrack(address, oldReserved);
     }
     return this.#outcome(moved, sizeBytes, vcpu, atCycles, calls);
+  }
+
+  /**
+   * Start the books again from now: the live blocks stay (with their bytes and
+   * vCPUs); call counts, failures, steps, latency, lock wait and the peak count from
+   * here (a restored domain starts so; a warm-up can be left out of the figures).
+   */
+  restartBooks(): void {
+    this.#assertLive();
+    const fresh = new HeapLedger(this.vcpus, this.#heapLock);
+    for (const [address, vcpu] of this.#ledger.liveBlocks()) {
+      fresh.track(
+        address,
+        this.#ledger.requestedBytesAt(address)!,
+        this.engine.usableSize(address),
+        vcpu,
+      );
+    }
+    fresh.notePages(this.pageSource.heldPages);
+    this.#ledger = fresh;
   }
 
   /** Figures now. */

@@ -41,6 +41,8 @@ import {
 import type { FetchLike } from "../../guests/client.ts";
 import { SMP_WORKLOADS } from "../../guests/smp_workloads.ts";
 import { renderScenario, renderSpecialisation } from "./_scenario_render.ts";
+import { type FromSnapshotRun, runFromSnapshot } from "../../guests/from_snapshot.ts";
+import { parseSnapshotDocument, SnapshotError } from "../../hypervisor/snapshot.ts";
 import { PeakPageMap, sampleFootprint } from "../report/data.ts";
 import { writeReport } from "../report/html.ts";
 
@@ -62,6 +64,10 @@ Usage:
                                          engine: which allocator wins for which guest
   deno task sim compare [options]        every engine on every single-CPU built-in workload,
                                          plus the near-page wastage curve
+  deno task sim --from-snapshot FILE [options]
+                                         a workload on a heap warmed up elsewhere (a snapshot
+                                         file from GET /v1/snapshots/{id}/export), once per
+                                         engine
   deno task sim replay --engine NAME --trace FILE [options]
                                          replay a trace file on a fresh hypervisor
   deno task sim curve [options]          the near-page wastage curve only
@@ -87,6 +93,16 @@ Options of scenario:
   specialise takes --scenario, --seed, --engines (the own-heap allocators to try),
   --machine-mib, --listen, --json and --quiet.
   A scenario runs at most 5,000,000 allocator calls (lower scale or vCPUs past that).
+
+Options of --from-snapshot:
+  --workload NAME     built-in workload run on the heap (default near-page-uniform); the
+                      snapshot's blocks stay live among its blocks
+  --engines A,B       engines (default: all). On the snapshot's own engine the heap is
+                      restored exactly (same blocks, same addresses); on the others its
+                      history is replayed (same live blocks, each engine's own layout)
+  --seed N, --scale F the workload's (as for compare)
+  --machine-mib N     machine memory (default 1024; at least the snapshot's machine)
+  --json, --quiet     as for compare
 
 Options of compare:
   --seed N            seed of the run, 0..${SEED_MAX} (default ${DEFAULT_SEED}); printed first
@@ -146,6 +162,7 @@ const OPTIONS = {
   listen: { type: "boolean" },
   "print-scenario": { type: "boolean" },
   out: { type: "string" },
+  "from-snapshot": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -682,6 +699,94 @@ function replay(flags: Flags, out: string[]): void {
   out.push(renderTable(["figure", "value"], rows));
 }
 
+// -- from a snapshot ------------------------------------------------------------------
+
+async function fromSnapshotCommand(flags: Flags, out: string[]): Promise<void> {
+  allowOnly(flags, "--from-snapshot", [
+    "from-snapshot",
+    "workload",
+    "engines",
+    "seed",
+    "scale",
+    "machine-mib",
+    "json",
+    "quiet",
+  ]);
+  const file = flags["from-snapshot"];
+  if (file === undefined) throw new UsageError("Missing --from-snapshot FILE");
+  const path = userPath(file);
+  let json: unknown;
+  try {
+    json = JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    throw new UsageError(`Cannot read snapshot "${file}": ${(e as Error).message}`);
+  }
+  let content;
+  try {
+    content = parseSnapshotDocument(json);
+  } catch (e) {
+    throw new SnapshotError(`${file}: ${(e as Error).message}`);
+  }
+  const seed = intFlag(flags, "seed", DEFAULT_SEED, 0, SEED_MAX);
+  const engines = listFlag(flags.engines, ENGINE_NAMES, "engines") ?? [...ENGINE_NAMES];
+  const workload = nameFlag(flags.workload ?? "near-page-uniform", WORKLOAD_NAMES, "workload");
+  const scale = scaleFlag(flags);
+  const machineBytes = machineBytesFlag(flags);
+  const h = content.heap;
+  if (!flags.json) {
+    out.push(
+      `seed=${seed}  snapshot=${file}  workload=${workload}  engines=${engines.join(",")}  ` +
+        `scale=${scale}`,
+      `snapshot: a ${content.domain.engine} heap of ${content.domain.vcpus} vCPUs: ` +
+        `${h.live_blocks} live blocks, ${h.requested_bytes} bytes, ${h.pages_held} pages, ` +
+        `after ${content.history.ops} operations`,
+    );
+    flush(out);
+  }
+  const trace = workloadDescriptor(workload).generate(
+    new Prng(deriveSeed(seed, workload)),
+    scale,
+  );
+  const onProgress = progressReporter(flags);
+  const result = runFromSnapshot({
+    content,
+    engines,
+    trace,
+    machineBytes,
+    ...(onProgress ? { onProgress } : {}),
+  });
+  if (flags.json) {
+    out.push(JSON.stringify({ seed, ...result }, null, 2));
+    return;
+  }
+  const header = ["figure", ...result.runs.map((r) => r.engine)];
+  const row = (label: string, cell: (r: FromSnapshotRun) => Cell) => [
+    label,
+    ...result.runs.map(cell),
+  ];
+  const pct = (p: { p50: number; p99: number; max: number }) => `${p.p50} / ${p.p99} / ${p.max}`;
+  out.push(
+    "",
+    `At the start (machine ${result.machine_mib} MiB)`,
+    renderTable(header, [
+      row("start", (r) => r.start),
+      row("history calls not served", (r) => r.start_unserved),
+      row("pages held", (r) => r.start_pages),
+      row("live blocks", (r) => r.start_live_blocks),
+      row("overhead ratio", (r) => r.start_overhead_ratio),
+    ]),
+    "",
+    `After ${workload} (${result.workload_ops} ops; the snapshot's blocks stay live)`,
+    renderTable(header, [
+      row("peak pages", (r) => r.end.peak_pages),
+      row("pages held at the end", (r) => r.end.pages_held),
+      row("allocations not served", (r) => r.workload_unserved),
+      row("steps p50 / p99 / max", (r) => pct(r.end.steps)),
+      row("latency cycles p50 / p99 / max", (r) => pct(r.end.latency_cycles)),
+    ]),
+  );
+}
+
 // -- curve, trace, lists ------------------------------------------------------------
 
 function curve(flags: Flags, out: string[]): void {
@@ -795,9 +900,11 @@ export async function main(args: string[]): Promise<number> {
       return 0;
     }
     if (positionals.length > 1) throw new UsageError(`Unexpected argument "${positionals[1]}"`);
-    const command = positionals[0] ?? "scenario";
+    const command = positionals[0] ??
+      (flags["from-snapshot"] !== undefined ? "from-snapshot" : "scenario");
     const commands: Record<string, (f: Flags, o: string[]) => void | Promise<void>> = {
       scenario: scenarioCommand,
+      "from-snapshot": fromSnapshotCommand,
       specialise: specialiseCommand,
       compare,
       replay,
@@ -818,7 +925,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     if (
       e instanceof UsageError || e instanceof TraceError || e instanceof RangeError ||
-      e instanceof ScenarioError
+      e instanceof ScenarioError || e instanceof SnapshotError
     ) {
       console.error(`sim: ${e.message}`);
       if (!(e instanceof TraceError)) console.error("Run 'deno task sim --help' for usage.");
