@@ -113,14 +113,39 @@ export {
   Domain,
   type DomainSpec,
   type DomainStats,
+  MachineFullError,
   type MemoryOpResult,
   NotFoundError,
   type Percentiles,
   QuotaExceededError,
+  type RestoreSpec,
+  SNAPSHOTS_PER_TENANT_MAX,
+  type StoredSnapshot,
   Tenancy,
   type Tenant,
   type TenantQuota,
 } from "./hypervisor/domains.ts";
+export {
+  ForkPageSource,
+  type HistoryOp,
+  historyOps,
+  type HistoryView,
+  OpHistory,
+  parseSnapshotDocument,
+  SNAPSHOT_FORMAT,
+  SNAPSHOT_VERSION,
+  type SnapshotContent,
+  type SnapshotDocument,
+  snapshotDocument,
+  SnapshotError,
+  type SnapshotHeap,
+} from "./hypervisor/snapshot.ts";
+export {
+  type FromSnapshotOptions,
+  type FromSnapshotResult,
+  type FromSnapshotRun,
+  runFromSnapshot,
+} from "./guests/from_snapshot.ts";
 export { modelledCycles } from "./src/cost_model.ts";
 export {
   applyOp,
@@ -155,6 +180,7 @@ export {
   type ReleaseResult,
   type ReservationRequest,
   type ReservationResult,
+  type SnapshotInfo,
   type TenantInfo,
 } from "./guests/client.ts";
 export { VcpuScheduler } from "./guests/scheduler.ts";

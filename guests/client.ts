@@ -20,8 +20,10 @@ import type {
   ReleaseResult,
   ReservationRequest,
   ReservationResult,
+  SnapshotInfo,
   TenantInfo,
 } from "../hypervisor/control_plane/types.ts";
+import type { SnapshotDocument } from "../hypervisor/snapshot.ts";
 
 export type {
   BatchOp,
@@ -34,6 +36,8 @@ export type {
   ReleaseResult,
   ReservationRequest,
   ReservationResult,
+  SnapshotDocument,
+  SnapshotInfo,
   TenantInfo,
 };
 
@@ -175,11 +179,49 @@ export class ControlPlaneClient {
     return this.#call("DELETE", `/v1/tenants/${id}`);
   }
 
-  /** `POST /v1/domains`. */
+  /**
+   * `POST /v1/domains`. With `from_snapshot` the domain starts with that snapshot's
+   * heap (vcpus and engine are then the snapshot's; max_pages defaults to it).
+   */
   createDomain(
-    body: { name: string; vcpus: number; max_pages: number; engine?: string; tenant_id?: number },
+    body:
+      | { name: string; vcpus: number; max_pages: number; engine?: string; tenant_id?: number }
+      | {
+        name: string;
+        from_snapshot: number;
+        vcpus?: number;
+        max_pages?: number;
+        engine?: string;
+        tenant_id?: number;
+      },
   ): Promise<DomainInfo> {
     return this.#call("POST", "/v1/domains", body);
+  }
+
+  /** `POST /v1/domains/:id/snapshot`: snapshot a domain's heap. */
+  snapshot(domainId: number): Promise<SnapshotInfo> {
+    return this.#call("POST", `/v1/domains/${domainId}/snapshot`);
+  }
+
+  /** `GET /v1/snapshots`. */
+  snapshots(): Promise<SnapshotInfo[]> {
+    return this.#call("GET", "/v1/snapshots");
+  }
+
+  /** `GET /v1/snapshots/:id/export`: the snapshot file. */
+  exportSnapshot(id: number): Promise<SnapshotDocument> {
+    return this.#call("GET", `/v1/snapshots/${id}/export`);
+  }
+
+  /** `POST /v1/snapshots`: import a snapshot file (the admin names `tenantId`). */
+  importSnapshot(file: SnapshotDocument, tenantId?: number): Promise<SnapshotInfo> {
+    const query = tenantId === undefined ? "" : `?tenant_id=${tenantId}`;
+    return this.#call("POST", `/v1/snapshots${query}`, file);
+  }
+
+  /** `DELETE /v1/snapshots/:id`. */
+  deleteSnapshot(id: number): Promise<void> {
+    return this.#call("DELETE", `/v1/snapshots/${id}`);
   }
 
   /** `GET /v1/domains`. */

@@ -483,6 +483,7 @@ export class ForkPageSource extends PageSource {
     return this.#script === null ? 0 : this.#script.length - this.#next;
   }
 
+  /** Replaying: the recorded answer, its frame claimed; live: a machine block, a private frame. */
   override allocPages(order: number): number {
     if (this.#script !== null) {
       const r = this.#take("a page request");
@@ -525,6 +526,7 @@ export class ForkPageSource extends PageSource {
     return frame;
   }
 
+  /** Replaying: the recorded answer; live: the machine's. */
   override largestFreeOrder(): number {
     if (this.#script !== null) {
       const r = this.#take("a largest-free-order question");
@@ -543,6 +545,7 @@ export class ForkPageSource extends PageSource {
     return order;
   }
 
+  /** Free private frames and, once live, the machine frames behind them. */
   override freePages(frame: number, order: number): void {
     this.pages.free(frame, order);
     if (this.#script !== null) return;
@@ -558,6 +561,7 @@ export class ForkPageSource extends PageSource {
     throw new Error(`ForkPageSource: frame ${frame} has no machine backing (a bug)`);
   }
 
+  /** Free every block the pool holds (and, once live, its machine backing). */
   override releaseAll(): void {
     const held: [number, number][] = [];
     this.pages.forEachBlock((frame, order, owner) => {

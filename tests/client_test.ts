@@ -74,6 +74,20 @@ async function script(admin: ControlPlaneClient): Promise<Entry[]> {
     await record(log, "domain", () =>
       client.domain(dom.id));
   }
+  const snap = (await record(log, "snapshot", () => client.snapshot(3))) as { id: number };
+  const file = await client.exportSnapshot(snap.id);
+  log.push({ call: "exportSnapshot", result: file });
+  const imported =
+    (await record(log, "importSnapshot", () => admin.importSnapshot(file, tenant.id))) as {
+      id: number;
+    };
+  await record(log, "snapshots", () => client.snapshots());
+  await record(
+    log,
+    "createDomain from_snapshot",
+    () => client.createDomain({ name: "fork", from_snapshot: imported.id }),
+  );
+  await record(log, "deleteSnapshot", () => client.deleteSnapshot(snap.id));
   await record(log, "domains", () => client.domains());
   await record(log, "stats", () => admin.stats());
   await record(log, "metrics", () => admin.metrics());
@@ -125,6 +139,14 @@ Deno.test("client: the same script gives identical results in process and over H
   assert.deepEqual(calls.get("unknown token")?.error, { status: 401, code: "unauthorized" });
   assert.deepEqual(calls.get("domain after destroy")?.error, { status: 404, code: "not_found" });
   assert.match(String(calls.get("metrics")?.result), /^# HELP heapvisor_machine_frames /);
+  const fork = calls.get("createDomain from_snapshot")?.result as { live_blocks: number };
+  const source = (calls.get("domains")?.result as { id: number; live_blocks: number }[])
+    .find((d) => d.id === 3)!;
+  assert.equal(fork.live_blocks, source.live_blocks, "the fork has the snapshot's blocks");
+  assert.equal(
+    (calls.get("exportSnapshot")?.result as { format: string }).format,
+    "heapvisor-snapshot",
+  );
 
   assert.equal(overHttp.length, inProcess.length);
   for (let i = 0; i < inProcess.length; i++) {

@@ -399,6 +399,7 @@ agree<Same<z.infer<typeof ReservationBody>, types.ReservationRequest>>();
 agree<Same<z.infer<typeof ReleaseBody>, types.ReservationRequest>>();
 agree<Same<z.infer<typeof ReservationResultBody>, types.ReservationResult>>();
 agree<Same<z.infer<typeof ReleaseResultBody>, types.ReleaseResult>>();
+agree<Same<z.infer<typeof SnapshotBody>, types.SnapshotInfo>>();
 
 // -- fast paths of the request schemas ---------------------------------------------------
 //

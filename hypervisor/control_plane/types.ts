@@ -36,6 +36,38 @@ export interface CreatedTenant extends TenantInfo {
 /** A domain's figures. */
 export type DomainInfo = DomainStats;
 
+/** A snapshot the hypervisor keeps (POST /v1/domains/{id}/snapshot, POST /v1/snapshots). */
+export interface SnapshotInfo {
+  /** Id. */
+  id: number;
+  /** Owning tenant. */
+  tenant_id: number;
+  /** The domain it was taken of (null: imported from a file). */
+  source_domain_id: number | null;
+  /** The source domain's name. */
+  name: string;
+  /** Engine of its heap (a restore uses it). */
+  engine: string;
+  /** vCPUs of its heap. */
+  vcpus: number;
+  /** The source's page quota. */
+  max_pages: number;
+  /** Frames of the source's machine. */
+  machine_frames: number;
+  /** Operations in its history (what a restore replays). */
+  history_ops: number;
+  /** Page-allocator answers recorded with them. */
+  page_responses: number;
+  /** Pages its heap holds. */
+  pages_held: number;
+  /** Pages reserved for the guest's own heap. */
+  reserved_pages: number;
+  /** Live blocks. */
+  live_blocks: number;
+  /** Bytes asked for by the live blocks. */
+  requested_bytes: number;
+}
+
 /** The outcome of one memory operation. */
 export interface OpResult {
   /** Whether it was served. */
