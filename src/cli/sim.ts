@@ -780,7 +780,12 @@ async function fromSnapshotCommand(flags: Flags, out: string[]): Promise<void> {
     renderTable(header, [
       row("peak pages", (r) => r.end.peak_pages),
       row("pages held at the end", (r) => r.end.pages_held),
-      row("allocations not served", (r) => r.workload_unserved),
+      row("allocations not served", (r) => {
+        const causes = Object.entries(r.end.failures).filter(([, n]) => n > 0);
+        return causes.length === 0
+          ? 0
+          : `${r.workload_unserved} (${causes.map(([c, n]) => `${c} ${n}`).join(", ")})`;
+      }),
       row("steps p50 / p99 / max", (r) => pct(r.end.steps)),
       row("latency cycles p50 / p99 / max", (r) => pct(r.end.latency_cycles)),
     ]),
