@@ -5,6 +5,9 @@
  *    replays after a warm-up), beside the native C figures recorded with the
  *    reference (tests/fixtures/README.md, "Timing"), and the ratio to Xen's TLSF in C.
  * 2. Page allocator: boot time and resident memory of a 64 GiB and a 1 TiB machine.
+ * 3. Snapshots: a domain warmed up by about a million calls, per engine: its history's
+ *    bytes per call, the time to take a snapshot, to restore it (replay and check),
+ *    and the file's size and its write and read times.
  *
  * Timings on a shared machine are noisy (+-20% run to run); ratios within one run are
  * the figures to read. Nothing here is asserted: targets live in the README.
@@ -19,6 +22,11 @@ import { GiB, PAGE_SIZE_BYTES } from "../units.ts";
 import { timeTrace } from "../../hypervisor/replay.ts";
 import { BuddyPageAllocator } from "../../hypervisor/page_allocator.ts";
 import { ENGINE_NAMES } from "../../hypervisor/xmalloc/registry.ts";
+import { Tenancy } from "../../hypervisor/domains.ts";
+import { parseSnapshotDocument, snapshotDocument } from "../../hypervisor/snapshot.ts";
+import { workloadDescriptor } from "../../guests/workloads.ts";
+import { OP_ALLOC } from "../trace.ts";
+import { Prng } from "../prng.ts";
 
 const FIXTURES = new URL("../../tests/fixtures/", import.meta.url);
 const TRACES = ["compcache", "near-page-uniform", "page-minus-delta", "frag-ramp"];
@@ -112,6 +120,75 @@ function benchMachines(): void {
   );
 }
 
+function benchSnapshots(engines: string[]): void {
+  const trace = workloadDescriptor("compcache").generate(new Prng(42), 15);
+  console.log(
+    `Snapshots: a domain warmed up by compcache x15 (${trace.opCount} calls, 2 vCPUs), per engine`,
+  );
+  const rows = [];
+  for (const engine of engines) {
+    const pages = new BuddyPageAllocator(GiB(4) / PAGE_SIZE_BYTES);
+    const tenancy = new Tenancy(pages, engine);
+    const t = tenancy.createTenant("bench", { maxDomains: 4, maxPages: 2 ** 31 });
+    const d = tenancy.createDomain(t.id, { name: "warm", vcpus: 2, maxPages: 2 ** 20 });
+    const addresses = new Float64Array(trace.idCount);
+    const w0 = performance.now();
+    for (let k = 0; k < trace.opCount; k++) {
+      const id = trace.ids[k]!;
+      if (trace.kinds[k] === OP_ALLOC) {
+        addresses[id] = d.allocate(trace.sizes[k]!, 1, k & 1).address;
+      } else if (addresses[id] !== 0) d.free(addresses[id]!, k & 1);
+    }
+    const warmMs = performance.now() - w0;
+    const t0 = performance.now();
+    const snap = tenancy.takeSnapshot(d.id);
+    const takeMs = performance.now() - t0;
+    const r0 = performance.now();
+    const f = tenancy.restoreDomain(t.id, { name: "fork", fromSnapshot: snap.id });
+    const restoreMs = performance.now() - r0;
+    const x0 = performance.now();
+    const text = JSON.stringify(snapshotDocument(snap.content));
+    const exportMs = performance.now() - x0;
+    const i0 = performance.now();
+    parseSnapshotDocument(JSON.parse(text));
+    const importMs = performance.now() - i0;
+    if (f.stats().live_blocks !== d.stats().live_blocks) {
+      throw new Error(`${engine}: the restored heap differs (a bug)`);
+    }
+    rows.push([
+      engine,
+      d.historyLength,
+      (d.historyBytes / d.historyLength).toFixed(1),
+      ((warmMs * 1e6) / trace.opCount).toFixed(0),
+      takeMs.toFixed(3),
+      restoreMs.toFixed(0),
+      ((restoreMs * 1e6) / d.historyLength).toFixed(0),
+      (text.length / 2 ** 20).toFixed(1),
+      exportMs.toFixed(0),
+      importMs.toFixed(0),
+    ]);
+  }
+  console.log(
+    renderTable([
+      "engine",
+      "history calls",
+      "history bytes/call",
+      "warm-up ns/call",
+      "take ms",
+      "restore ms",
+      "restore ns/call",
+      "file MiB",
+      "write ms",
+      "read+check ms",
+    ], rows),
+  );
+  console.log(
+    "(history bytes/call: the arrays' capacity, which doubles as it grows; restore = replay " +
+      "the history, check the heap, back it with machine pages; read+check parses the file, " +
+      "not the replay an import adds)",
+  );
+}
+
 if (import.meta.main) {
   const usage =
     "Usage: deno task bench [--reps N (1..100, default 9)] [--engines A,B (default all)]";
@@ -156,4 +233,6 @@ if (import.meta.main) {
   benchMachines(); // first, so the process's resident memory is not inflated by the replays
   console.log("");
   benchReplays(reps, engines);
+  console.log("");
+  benchSnapshots(engines);
 }
