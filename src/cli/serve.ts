@@ -20,7 +20,7 @@ import { Journal } from "../../hypervisor/journal.ts";
 const USAGE = `heapvisor serve: the control plane over HTTP
 
 Usage: deno task serve [--host 127.0.0.1] [--port 8080] [--engine tlsf] [--machine-mib 1024]
-                       [--data heapvisor-data | --ephemeral]
+                       [--data heapvisor-data [--data-max-mib N] | --ephemeral]
 
   --host H          address to listen on (default 127.0.0.1: loopback only)
   --port N          port, 0 for any free one (default 8080)
@@ -29,6 +29,9 @@ Usage: deno task serve [--host 127.0.0.1] [--port 8080] [--engine tlsf] [--machi
   --data DIR        keep state in DIR/journal.db (default heapvisor-data): every acknowledged
                     operation is durable before its response; on start, state is rebuilt
                     from it and checked. The machine (--machine-mib, --engine) must not change.
+  --data-max-mib N  cap DIR/journal.db at N MiB (default: no cap). When it is full, as when the
+                    disk is, the change gets 503 journal_unavailable, later changes too, reads
+                    still work; restart with more room. A journal already full does not start.
   --ephemeral       keep nothing: state lives in memory and ends with the process
 
 The admin token is HEAPVISOR_ADMIN_TOKEN (16..512 letters, digits or -._~+/) if set, else a new
@@ -51,6 +54,7 @@ if (import.meta.main) {
         engine: { type: "string", default: "tlsf" },
         "machine-mib": { type: "string", default: "1024" },
         data: { type: "string" },
+        "data-max-mib": { type: "string" },
         ephemeral: { type: "boolean", default: false },
         help: { type: "boolean", short: "h" },
       },
@@ -83,21 +87,46 @@ if (import.meta.main) {
     fail("Give --data DIR or --ephemeral, not both");
   }
   const dataDir = values.ephemeral ? null : values.data ?? "heapvisor-data";
+  const maxMibText = values["data-max-mib"];
+  let maxBytes: number | undefined;
+  if (maxMibText !== undefined) {
+    if (values.ephemeral) fail("--data-max-mib caps the journal of --data: not with --ephemeral");
+    maxBytes = /^\d+$/.test(maxMibText) ? MiB(Number(maxMibText)) : NaN;
+    if (!(Number.isSafeInteger(maxBytes) && maxBytes > 0)) {
+      fail(`Invalid --data-max-mib "${maxMibText}": expected a positive integer (MiB)`);
+    }
+  }
   const adminToken = fromEnv ?? newAdminToken();
   const hypervisor = new Hypervisor({ engine: values.engine, machineBytes: MiB(mib) });
   const shutdown = new AbortController();
   let journal: Journal | undefined;
   let restored = "";
   if (dataDir !== null) {
+    const writable = "give a directory on a writable filesystem, or --ephemeral";
+    let found: Deno.FileInfo | null = null;
     try {
-      Deno.mkdirSync(dataDir, { recursive: true });
+      found = Deno.statSync(dataDir);
     } catch (e) {
-      fail(`Cannot use --data "${dataDir}": ${(e as Error).message}`);
+      if (!(e instanceof Deno.errors.NotFound)) {
+        fail(`Cannot use --data "${dataDir}": ${(e as Error).message}; ${writable}`);
+      }
+    }
+    if (found !== null && !found.isDirectory) {
+      fail(`Cannot use --data "${dataDir}": it exists and is not a directory; ${writable}`);
+    }
+    if (found === null) {
+      try {
+        Deno.mkdirSync(dataDir, { recursive: true });
+      } catch (e) {
+        const why = (e as Error).message;
+        fail(`Cannot use --data "${dataDir}": cannot create the directory (${why}); ${writable}`);
+      }
     }
     try {
-      journal = new Journal(`${dataDir}/journal.db`);
+      journal = new Journal(`${dataDir}/journal.db`, maxBytes === undefined ? {} : { maxBytes });
       journal.bindMachine({ frames: hypervisor.pages.frameCount, defaultEngine: values.engine });
     } catch (e) {
+      journal?.close(); // leaves no -wal or -shm behind
       fail((e as Error).message);
     }
   }
@@ -114,10 +143,12 @@ if (import.meta.main) {
         else tokens.restoreTenantTokenHash(tenant, hash);
       });
       restored = `restored ${r.ops} operations, ${r.domains} domains from ${dataDir}/journal.db ` +
-        `in ${Math.round(performance.now() - t0)} ms (checked)`;
+        `in ${Math.round(performance.now() - t0)} ms (checked)` +
+        (maxMibText === undefined ? "" : `; journal capped at ${Number(maxMibText)} MiB`);
     } catch (e) {
       console.error(`serve: ${(e as Error).message}`);
       console.error("serve: nothing was loaded; the journal is left as it is");
+      journal.close(); // leaves no -wal or -shm behind
       Deno.exit(1);
     }
   }
