@@ -125,13 +125,18 @@ export {
   type Tenant,
   type TenantQuota,
 } from "./hypervisor/domains.ts";
+export { type StateArray, StateError, StateReader, StateWriter } from "./src/state_codec.ts";
+export type { GrowableArray } from "./src/typed_array.ts";
 export {
+  claimPoolPages,
   ForkPageSource,
   type HistoryOp,
   historyOps,
   type HistoryView,
   OpHistory,
   parseSnapshotDocument,
+  type PoolState,
+  savePoolPages,
   SNAPSHOT_FORMAT,
   SNAPSHOT_VERSION,
   type SnapshotContent,
@@ -139,6 +144,7 @@ export {
   snapshotDocument,
   SnapshotError,
   type SnapshotHeap,
+  snapshotStateBytes,
 } from "./hypervisor/snapshot.ts";
 export {
   type FromSnapshotOptions,
@@ -149,6 +155,7 @@ export {
 export { modelledCycles } from "./src/cost_model.ts";
 export {
   applyOp,
+  CHECKPOINT_VERSION,
   crc32,
   Journal,
   JournalError,
@@ -158,6 +165,7 @@ export {
   SCHEMA_VERSION,
 } from "./hypervisor/journal.ts";
 export {
+  CHECKPOINT_EVERY_OPS,
   type ControlPlane,
   type ControlPlaneApp,
   type ControlPlaneEnv,

@@ -9,10 +9,11 @@
  *
  * - on the snapshot's own engine the domain is **restored**: the same blocks at the
  *   same addresses, the same free lists (hypervisor/snapshot.ts);
- * - on any other engine the snapshot's history is **replayed**: the same calls in
- *   the same order, each free and resize aimed at the block the source's call made,
- *   so the engine holds the same live blocks (bytes and vCPUs), laid out its own way.
- *   A call the engine cannot serve is counted and its later frees skipped.
+ * - on any other engine the same live blocks (bytes and vCPUs) are **allocated**, laid
+ *   out the engine's own way: from a version-2 snapshot (the heap's state) one by one in
+ *   address order; from a version-1 snapshot (the heap's history) by **replaying** the
+ *   same calls in the same order, each free and resize aimed at the block the source's
+ *   call made. A call the engine cannot serve is counted (and its later frees skipped).
  *
  * The domain's books start after that (`Domain.restartBooks`): the figures are the
  * workload's, on top of the warmed-up heap.
@@ -50,9 +51,12 @@ export interface FromSnapshotOptions {
 export interface FromSnapshotRun {
   /** Engine. */
   engine: string;
-  /** "restored" (the snapshot's own heap) or "replayed" (its history on this engine). */
-  start: "restored" | "replayed";
-  /** Calls of the history this engine could not serve (0 when restored). */
+  /**
+   * "restored" (the snapshot's own heap), "allocated" (its live blocks, on another
+   * engine) or "replayed" (a version-1 snapshot's history, on another engine).
+   */
+  start: "restored" | "allocated" | "replayed";
+  /** Allocations or history calls of the start this engine could not serve (0 when restored). */
   start_unserved: number;
   /** Pages the pool held at the start. */
   start_pages: number;
@@ -109,7 +113,7 @@ export function runFromSnapshot(options: FromSnapshotOptions): FromSnapshotResul
         maxPages: c.domain.maxPages,
         engine,
       });
-      unserved = replayHistory(c, domain);
+      unserved = c.version === 1 ? replayHistory(c, domain) : allocateBlocks(c, domain);
     }
     domain.restartBooks();
     const start = domain.stats();
@@ -133,7 +137,7 @@ export function runFromSnapshot(options: FromSnapshotOptions): FromSnapshotResul
     }
     runs.push({
       engine,
-      start: engine === c.domain.engine ? "restored" : "replayed",
+      start: engine === c.domain.engine ? "restored" : c.version === 1 ? "replayed" : "allocated",
       start_unserved: unserved,
       start_pages: start.pages_held,
       start_live_blocks: start.live_blocks,
@@ -153,6 +157,21 @@ export function runFromSnapshot(options: FromSnapshotOptions): FromSnapshotResul
 }
 
 /**
+ * Allocate `c`'s live blocks on `domain` (another engine), by address (a version-2
+ * snapshot holds the heap's state, not the calls that built it).
+ *
+ * @returns blocks the domain could not serve
+ */
+function allocateBlocks(c: SnapshotContent, domain: ReturnType<Tenancy["createDomain"]>): number {
+  if (c.heap.reserved_pages > 0) domain.reserve(c.heap.reserved_pages);
+  let unserved = 0;
+  for (const [, requested, vcpu] of c.blocks) {
+    if (!domain.allocate(requested, 1, vcpu).ok) unserved++;
+  }
+  return unserved;
+}
+
+/**
  * Make the calls of `c`'s history on `domain` (another engine), each free and
  * resize aimed at the block the source's call made: the source's heap is rebuilt
  * alongside (in a scratch frame space) to learn each call's address there.
@@ -162,11 +181,10 @@ export function runFromSnapshot(options: FromSnapshotOptions): FromSnapshotResul
 function replayHistory(c: SnapshotContent, domain: ReturnType<Tenancy["createDomain"]>): number {
   const source = new ForkPageSource(
     new BuddyPageAllocator(1),
-    c.machine.frames,
-    c.machine.maxOrder,
+    new BuddyPageAllocator(c.machine.frames, c.machine.maxOrder),
     1,
     c.domain.maxPages,
-    c.history.responses,
+    c.history!.responses,
   );
   const original = engineDescriptor(c.domain.engine).create({
     pageSource: source,
@@ -177,7 +195,7 @@ function replayHistory(c: SnapshotContent, domain: ReturnType<Tenancy["createDom
   let reserved = 0;
   let i = 0;
   try {
-    for (const op of historyOps(c.history)) {
+    for (const op of historyOps(c.history!)) {
       if (op.kind === "allocate") {
         const at = original.allocate(op.size, op.align, op.vcpu);
         const r = domain.allocate(op.size, op.align, op.vcpu);

@@ -56,17 +56,26 @@ import { modelledCycles, PAGE_ALLOCATOR_CALL_CYCLES } from "../src/cost_model.ts
 import type { Percentiles } from "../src/stats.ts";
 import { grown } from "../src/typed_array.ts";
 import { VirtualLock } from "../src/virtual_lock.ts";
-import type { BuddyPageAllocator } from "./page_allocator.ts";
-import { type AllocFailureCause, PageSource, type XmallocEngine } from "./xmalloc/engine.ts";
+import { BuddyPageAllocator } from "./page_allocator.ts";
+import {
+  type AllocFailureCause,
+  type EngineDescriptor,
+  PageSource,
+  type XmallocEngine,
+} from "./xmalloc/engine.ts";
 import { engineDescriptor } from "./xmalloc/registry.ts";
 import { type HeapFigures, HeapLedger } from "./heap_ledger.ts";
 import {
+  claimPoolPages,
   ForkPageSource,
   historyOps,
-  OpHistory,
+  parseSnapshotDocument,
+  savePoolPages,
   type SnapshotContent,
+  snapshotDocument,
   SnapshotError,
 } from "./snapshot.ts";
+import { StateReader, StateWriter } from "../src/state_codec.ts";
 
 /** Most vCPUs a domain may have (Xen's default HVM limit is 128; 4096 with x2APIC). */
 export const VCPUS_MAX = 4096;
@@ -87,6 +96,23 @@ export const RESERVATION_PAGES_MAX = 2 ** 31;
 
 if (RESERVATION_OWNER_OFFSET < DOMAIN_ID_LIMIT) {
   throw new Error("domains: a reservation's owner id must never be a domain id");
+}
+
+/** An engine loaded from `bytes` (a snapshot's engine state) on `pageSource`. */
+function loadEngine(
+  descriptor: EngineDescriptor,
+  pageSource: PageSource,
+  cpuCount: number,
+  bytes: Uint8Array,
+): XmallocEngine {
+  try {
+    const r = new StateReader(bytes, `a snapshot's ${descriptor.name} engine`);
+    const engine = descriptor.load({ pageSource, cpuCount }, r);
+    r.done();
+    return engine;
+  } catch (e) {
+    throw new SnapshotError((e as Error).message);
+  }
 }
 
 /** A tenant or domain limit would be exceeded; nothing was created. */
@@ -304,17 +330,20 @@ export class Domain {
   #reservedFrames = new Int32Array(0);
   #reservedCount = 0;
   #ledger: HeapLedger;
-  #history = new OpHistory();
   #destroyed = false;
 
   /**
    * Use {@link Tenancy.createDomain}.
    *
-   * With `snapshot`, the pool is rebuilt from it (see hypervisor/snapshot.ts) and
-   * checked; `verifyOnly` stops after the check, before the machine backs anything.
+   * With `init.snapshot`, the pool is rebuilt from a snapshot (hypervisor/snapshot.ts)
+   * and checked; `verifyOnly` stops after the check, before the machine backs anything.
+   * With `init.checkpoint`, the domain is the one a checkpoint saved ({@link saveState}):
+   * its pool, books and reservation, on a machine already loaded from the same
+   * checkpoint.
    *
    * @throws {SnapshotError} if the snapshot does not rebuild its heap
    * @throws {MachineFullError} if the machine cannot back it (nothing is held then)
+   * @throws {StateError} if the checkpoint does not read back
    */
   constructor(
     id: number,
@@ -322,7 +351,9 @@ export class Domain {
     spec: Required<DomainSpec>,
     pages: BuddyPageAllocator,
     heapLock: VirtualLock | null,
-    snapshot?: { content: SnapshotContent; verifyOnly?: boolean },
+    init?:
+      | { snapshot: SnapshotContent; verifyOnly?: boolean }
+      | { checkpoint: StateReader },
   ) {
     this.id = id;
     this.tenantId = tenantId;
@@ -333,36 +364,53 @@ export class Domain {
     this.#maxPages = spec.maxPages;
     this.reservationOwner = id + RESERVATION_OWNER_OFFSET;
     this.#ledger = new HeapLedger(spec.vcpus, heapLock);
-    const c = snapshot?.content;
+    const descriptor = engineDescriptor(spec.engine);
+    if (init !== undefined && "checkpoint" in init) {
+      const r = init.checkpoint;
+      this.#reservedFrames = r.array(Int32Array);
+      this.#reservedCount = this.#reservedFrames.length;
+      this.pageSource = r.bool()
+        ? ForkPageSource.load(pages, id, r)
+        : new PageSource(pages, id, r.num());
+      this.engine = descriptor.load({ pageSource: this.pageSource, cpuCount: spec.vcpus }, r);
+      this.#ledger.loadState(r);
+      return;
+    }
+    const c = init?.snapshot;
     this.pageSource = c === undefined
       ? new PageSource(pages, id, spec.maxPages)
       : new ForkPageSource(
         pages,
-        c.machine.frames,
-        c.machine.maxOrder,
+        new BuddyPageAllocator(c.machine.frames, c.machine.maxOrder),
         id,
         c.domain.maxPages,
-        c.history.responses,
+        c.history?.responses ?? new Int32Array(0),
       );
-    this.engine = engineDescriptor(spec.engine).create({
-      pageSource: this.pageSource,
-      cpuCount: spec.vcpus,
-    });
-    if (snapshot === undefined) this.pageSource.responses = this.#history;
-    else this.#restore(snapshot.content, snapshot.verifyOnly ?? false);
+    if (c === undefined || c.version === 1) {
+      this.engine = descriptor.create({ pageSource: this.pageSource, cpuCount: spec.vcpus });
+    } else {
+      claimPoolPages(this.pageSource.pages, c.state!.pages, id);
+      this.engine = loadEngine(descriptor, this.pageSource, spec.vcpus, c.state!.engine);
+    }
+    if (c !== undefined) this.#restore(c, init?.snapshot ? init.verifyOnly ?? false : false);
   }
 
-  /** Operations recorded since the domain's creation (its snapshot's size). */
-  get historyLength(): number {
-    return this.#history.length;
+  /**
+   * Write the domain for a checkpoint (after its spec, which {@link Tenancy.saveState}
+   * writes): its reserved frames, its page source, its engine, its books.
+   */
+  saveState(w: StateWriter): void {
+    this.#assertLive();
+    w.array(this.#reservedFrames.slice(0, this.#reservedCount));
+    const fork = this.pageSource instanceof ForkPageSource;
+    w.bool(fork);
+    if (fork) (this.pageSource as ForkPageSource).saveState(w);
+    else w.num(this.pageSource.maxPages);
+    this.engine.saveState(w);
+    this.#ledger.saveState(w);
   }
 
-  /** Bytes the domain's history holds (16 per operation, 4 per page request). */
-  get historyBytes(): number {
-    return this.#history.bytes;
-  }
-
-  /** What a snapshot of the domain now holds (shares the history, copies nothing big). */
+  /** What a snapshot of the domain now holds: its pool's pages and engine state. */
   snapshotContent(): SnapshotContent {
     this.#assertLive();
     const held = this.engine.pagesHeld();
@@ -371,7 +419,10 @@ export class Domain {
       .map(([address, vcpu]) => [address, this.#ledger.requestedBytesAt(address)!, vcpu]);
     blocks.sort((a, b) => a[0] - b[0]);
     const machine = this.pageSource.pages;
+    const engine = new StateWriter();
+    this.engine.saveState(engine);
     return {
+      version: 2,
       machine: { frames: machine.frameCount, maxOrder: machine.maxOrder },
       domain: {
         name: this.name,
@@ -379,7 +430,7 @@ export class Domain {
         vcpus: this.vcpus,
         maxPages: this.#maxPages,
       },
-      history: this.#history.view(),
+      state: { pages: savePoolPages(machine, this.id), engine: engine.bytes() },
       heap: {
         pages_held: this.pageSource.heldPages,
         pool_pages: held.poolPages,
@@ -402,8 +453,27 @@ export class Domain {
     const source = this.pageSource as ForkPageSource;
     let reserved = 0;
     let i = 0;
+    if (c.version === 2) {
+      // The engine holds the heap already: take its live blocks onto the books.
+      reserved = c.heap.reserved_pages;
+      for (const [address, requested, vcpu] of c.blocks) {
+        let usable: number;
+        try {
+          usable = this.engine.usableSize(address);
+        } catch (e) {
+          throw new SnapshotError(
+            `Snapshot does not rebuild its heap: its block at ${address} is not live in ` +
+              `its engine's state (${(e as Error).message})`,
+          );
+        }
+        if (vcpu >= this.vcpus) {
+          throw new SnapshotError(`Snapshot block at ${address}: vCPU ${vcpu} of ${this.vcpus}`);
+        }
+        this.#ledger.track(address, requested, usable, vcpu);
+      }
+    }
     try {
-      for (const op of historyOps(c.history)) {
+      for (const op of c.version === 1 ? historyOps(c.history!) : []) {
         switch (op.kind) {
           case "allocate":
             this.allocate(op.size, op.align, op.vcpu);
@@ -482,10 +552,8 @@ export class Domain {
         );
       }
     }
-    // The books restart at the fork; the history continues the snapshot's.
+    // The books restart at the fork.
     this.restartBooks();
-    this.#history = OpHistory.from(c.history);
-    source.responses = this.#history;
   }
 
   /** Page quota (the pool and the reservation together). */
@@ -556,7 +624,6 @@ export class Domain {
       this.#reservedFrames[this.#reservedCount++] = frame;
     }
     this.pageSource.maxPages = this.#maxPages - this.#reservedCount;
-    this.#history.reserved(this.#reservedCount);
     const cost = this.#reservationCost(pages, atCycles);
     return {
       ok: true,
@@ -586,7 +653,6 @@ export class Domain {
     }
     this.#releaseFrames(pages);
     this.pageSource.maxPages = this.#maxPages - this.#reservedCount;
-    this.#history.reserved(this.#reservedCount);
     return {
       releasedPages: pages,
       reservedPages: this.#reservedCount,
@@ -606,7 +672,6 @@ export class Domain {
     this.#assertLive();
     const calls = this.#pages.callCount;
     const address = this.engine.allocate(sizeBytes, alignBytes, vcpu);
-    this.#history.allocate(sizeBytes, alignBytes, vcpu);
     if (address !== 0) this.#ledger.allocs++;
     return this.#outcome(address, sizeBytes, vcpu, atCycles, calls);
   }
@@ -622,7 +687,6 @@ export class Domain {
     const reserved = this.engine.usableSize(address); // throws for a bad address
     const calls = this.#pages.callCount;
     this.engine.free(address, vcpu);
-    this.#history.free(address, vcpu);
     this.#ledger.frees++;
     this.#ledger.untrack(address, reserved);
     const { steps, cycles, lockWaitCycles } = this.#cost(vcpu, atCycles, calls);
@@ -646,7 +710,6 @@ export class Domain {
     const oldReserved = this.engine.usableSize(address);
     const calls = this.#pages.callCount;
     const moved = this.engine.reallocate(address, sizeBytes, alignBytes, vcpu);
-    this.#history.reallocate(address, sizeBytes, alignBytes, vcpu);
     if (moved !== 0) {
       this.#ledger.reallocs++;
       this.#ledger.untrack(address, oldReserved);
@@ -812,6 +875,84 @@ export class Tenancy {
   }
 
   /**
+   * Write every tenant, domain (with its pool, books and reservation) and snapshot,
+   * the id counters and the heap lock: with the machine's state (saved apart), a
+   * checkpoint. Its size grows with the state, not with the calls that made it.
+   */
+  saveState(w: StateWriter): void {
+    this.heapLock.saveState(w);
+    w.bool(this.modelHeapLock);
+    w.num(this.#nextTenantId);
+    w.num(this.#nextDomainId);
+    w.num(this.#nextSnapshotId);
+    w.num(this.#tenants.size);
+    for (const t of this.#tenants.values()) {
+      w.num(t.id);
+      w.str(t.name);
+      w.num(t.maxDomains);
+      w.num(t.maxPages);
+    }
+    w.num(this.#domains.size);
+    for (const d of this.#domains.values()) {
+      w.num(d.id);
+      w.num(d.tenantId);
+      w.str(d.name);
+      w.num(d.vcpus);
+      w.num(d.maxPages);
+      w.str(d.engine.name);
+      d.saveState(w);
+    }
+    w.num(this.#snapshots.size);
+    for (const s of this.#snapshots.values()) {
+      w.num(s.id);
+      w.num(s.tenantId);
+      w.num(s.sourceDomainId ?? -1);
+      w.str(JSON.stringify(snapshotDocument(s.content)));
+    }
+  }
+
+  /**
+   * Become the tenancy `r` holds (from {@link saveState}), on this tenancy's machine,
+   * which must already hold the same checkpoint's machine state. The tenancy must be
+   * new (no tenant yet).
+   *
+   * @throws {StateError} if the state does not read back
+   */
+  loadState(r: StateReader): void {
+    if (this.#tenants.size > 0 || this.#nextTenantId !== 1) {
+      throw new Error("Tenancy.loadState: the tenancy is not new (a bug)");
+    }
+    this.heapLock.loadState(r);
+    this.modelHeapLock = r.bool();
+    this.#nextTenantId = r.num();
+    this.#nextDomainId = r.num();
+    this.#nextSnapshotId = r.num();
+    for (let n = r.num(); n > 0; n--) {
+      const t: Tenant = { id: r.num(), name: r.str(), maxDomains: r.num(), maxPages: r.num() };
+      this.#tenants.set(t.id, t);
+    }
+    for (let n = r.num(); n > 0; n--) {
+      const id = r.num();
+      const tenantId = r.num();
+      const spec = { name: r.str(), vcpus: r.num(), maxPages: r.num(), engine: r.str() };
+      const lock = this.modelHeapLock ? this.heapLock : null;
+      this.#domains.set(id, new Domain(id, tenantId, spec, this.#pages, lock, { checkpoint: r }));
+    }
+    for (let n = r.num(); n > 0; n--) {
+      const id = r.num();
+      const tenantId = r.num();
+      const source = r.num();
+      const content = parseSnapshotDocument(JSON.parse(r.str()));
+      this.#snapshots.set(id, {
+        id,
+        tenantId,
+        sourceDomainId: source < 0 ? null : source,
+        content,
+      });
+    }
+  }
+
+  /**
    * Create a tenant.
    *
    * @throws {RangeError} on a bad name or quota
@@ -916,7 +1057,7 @@ export class Tenancy {
       { name: spec.name, vcpus: c.domain.vcpus, maxPages, engine: c.domain.engine },
       this.#pages,
       this.modelHeapLock ? this.heapLock : null,
-      { content: c },
+      { snapshot: c },
     );
     this.#nextDomainId++;
     this.#domains.set(domain.id, domain);
@@ -951,7 +1092,7 @@ export class Tenancy {
       { ...content.domain },
       this.#pages,
       null,
-      { content, verifyOnly: true },
+      { snapshot: content, verifyOnly: true },
     );
     return this.#keepSnapshot(tenantId, null, content);
   }

@@ -12,6 +12,7 @@ import { DIRECTMAP_BASE_ADDRESS, PAGE_SIZE_BYTES } from "../src/units.ts";
 import type { VirtualLock } from "../src/virtual_lock.ts";
 import type { AllocFailureCause } from "./xmalloc/engine.ts";
 import { SmpAccounting, type SmpStats } from "./smp.ts";
+import type { StateReader, StateWriter } from "../src/state_codec.ts";
 
 /** vCPU numbers packed beside a block's requested bytes (4096 vCPUs fit). */
 const VCPU_SLOTS = 4096;
@@ -73,6 +74,43 @@ export class HeapLedger {
    */
   constructor(vcpus: number, heapLock: VirtualLock | null) {
     this.smp = new SmpAccounting(vcpus, heapLock);
+  }
+
+  /** Write the books (checkpoints): live blocks, bytes, counts, histograms, SMP. */
+  saveState(w: StateWriter): void {
+    w.numbers([...this.#live].flat());
+    w.num(this.#requestedBytes);
+    w.num(this.#reservedBytes);
+    w.num(this.#peakPages);
+    w.num(this.allocs);
+    w.num(this.frees);
+    w.num(this.reallocs);
+    w.numbers(Object.values(this.#failures));
+    w.num(this.#failed);
+    this.#steps.saveState(w);
+    this.#latency.saveState(w);
+    this.smp.saveState(w);
+  }
+
+  /** Become the books `r` holds (from {@link saveState}, for as many vCPUs). */
+  loadState(r: StateReader): void {
+    const live = r.numbers();
+    this.#live.clear();
+    for (let i = 0; i < live.length; i += 2) this.#live.set(live[i]!, live[i + 1]!);
+    this.#requestedBytes = r.num();
+    this.#reservedBytes = r.num();
+    this.#peakPages = r.num();
+    this.allocs = r.num();
+    this.frees = r.num();
+    this.reallocs = r.num();
+    const failures = r.numbers();
+    (Object.keys(this.#failures) as AllocFailureCause[]).forEach((cause, i) => {
+      this.#failures[cause] = failures[i]!;
+    });
+    this.#failed = r.num();
+    this.#steps.loadState(r);
+    this.#latency.loadState(r);
+    this.smp.loadState(r);
   }
 
   /** A block of `requested` bytes (`reserved` usable) at `address` is live for `vcpu`. */

@@ -27,7 +27,8 @@
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { crc32 as zlibCrc32 } from "node:zlib";
+import { crc32 as zlibCrc32, deflateRawSync, inflateRawSync } from "node:zlib";
+import { StateReader, StateWriter } from "../src/state_codec.ts";
 import type { BuddyPageAllocator } from "./page_allocator.ts";
 import type { MemoryOpResult, Tenancy } from "./domains.ts";
 import { parseSnapshotDocument } from "./snapshot.ts";
@@ -86,7 +87,13 @@ export const MIGRATIONS: readonly string[] = [
      crc INTEGER NOT NULL
    );`,
   `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
+  // A checkpoint: the whole state after row `seq`, deflated (checkpointState); the
+  // rows up to it are deleted in the same transaction.
+  `CREATE TABLE checkpoints (seq INTEGER PRIMARY KEY, state BLOB NOT NULL, crc INTEGER NOT NULL);`,
 ];
+
+/** Version of the checkpoint state's layout (its first field). */
+export const CHECKPOINT_VERSION = 1;
 
 /** The schema version this heapvisor writes. */
 export const SCHEMA_VERSION: number = MIGRATIONS.length;
@@ -144,10 +151,12 @@ function checkOp(seq: number, op: unknown): JournalOp {
 
 /** What replaying a log did. */
 export interface ReplaySummary {
-  /** Operations applied. */
+  /** Operations applied (after the checkpoint, if any). */
   ops: number;
   /** Domains alive after it. */
   domains: number;
+  /** The row the checkpoint it started from was taken after (null: none, row 1 on). */
+  checkpoint: number | null;
 }
 
 /**
@@ -313,10 +322,64 @@ export class Journal {
       throw error;
     }
     this.#insert = this.#db.prepare("INSERT INTO ops (seq, op, crc) VALUES (?, ?, ?)");
-    const last = this.#db.prepare("SELECT max(seq) AS seq FROM ops").get() as {
+    const last = this.#db.prepare(
+      "SELECT max(coalesce((SELECT max(seq) FROM ops), 0), " +
+        "coalesce((SELECT max(seq) FROM checkpoints), 0)) AS seq",
+    ).get() as { seq: number | null };
+    this.#lastSeq = last.seq ?? 0;
+  }
+
+  /** The row the latest checkpoint was taken after (0: none). */
+  get checkpointSeq(): number {
+    const row = this.#db.prepare("SELECT max(seq) AS seq FROM checkpoints").get() as {
       seq: number | null;
     };
-    this.#lastSeq = last.seq ?? 0;
+    return row.seq ?? 0;
+  }
+
+  /**
+   * Take a checkpoint: the whole state now (the machine, every tenant, domain and
+   * snapshot, and the tenants' token hashes), saved after the last row, and every row
+   * up to it deleted, in one transaction. A restart then loads it and replays only
+   * the rows after it, so start-up time and the journal's size follow the state, not
+   * the history. On failure (a full disk) nothing changes: the rows stay and the
+   * error is thrown.
+   *
+   * @param hypervisor the machine and its tenancy
+   * @param tokens each tenant's token hash (SHA-256, hex)
+   * @returns the size of the checkpoint in bytes (deflated)
+   */
+  checkpoint(
+    hypervisor: { pages: BuddyPageAllocator; tenancy: Tenancy },
+    tokens: Iterable<[number, string]>,
+  ): number {
+    const w = new StateWriter();
+    w.num(CHECKPOINT_VERSION);
+    hypervisor.pages.saveState(w);
+    hypervisor.tenancy.saveState(w);
+    const pairs = [...tokens];
+    w.num(pairs.length);
+    for (const [tenant, hash] of pairs) {
+      w.num(tenant);
+      w.str(hash);
+    }
+    const state = deflateRawSync(w.bytes());
+    const seq = this.#lastSeq;
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      this.#db.prepare("INSERT OR REPLACE INTO checkpoints (seq, state, crc) VALUES (?, ?, ?)")
+        .run(seq, state, zlibCrc32(state));
+      this.#db.prepare("DELETE FROM checkpoints WHERE seq < ?").run(seq);
+      this.#db.prepare("DELETE FROM ops WHERE seq <= ?").run(seq);
+      this.#db.exec("COMMIT");
+    } catch (e) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      if (sqliteFailure(e) === "full") throw this.#fullError(e, state.length, "append");
+      throw e;
+    }
+    // Fold the WAL into the database and truncate it, so the -wal file stays small.
+    this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    return state.length;
   }
 
   /** Cap the database at `maxBytes` (whole pages), or refuse one already full at start. */
@@ -443,7 +506,7 @@ export class Journal {
 
   /** Every row, in order, checked: its sequence number and operations. */
   *#rows(): Generator<[number, JournalOp[]]> {
-    let expected = 1;
+    let expected = this.checkpointSeq + 1;
     for (
       const row of this.#db.prepare("SELECT seq, op, crc FROM ops ORDER BY seq")
         .iterate() as Iterable<{ seq: number; op: string; crc: number }>
@@ -494,9 +557,31 @@ export class Journal {
     pages: BuddyPageAllocator,
     onToken?: (tenant: number, sha256: string | null) => void,
   ): ReplaySummary {
+    const checkpoint = this.#readCheckpoint();
     for (const _ of this.#rows()) {
       // Pass 1: every row is checked by #rows() and dropped; a bad one throws here,
       // before anything is applied.
+    }
+    if (checkpoint !== null) {
+      try {
+        const r = new StateReader(checkpoint.state, `the checkpoint after row ${checkpoint.seq}`);
+        const version = r.num();
+        if (version !== CHECKPOINT_VERSION) {
+          throw new JournalError(
+            `Journal checkpoint after row ${checkpoint.seq}: layout version ${version} is not ` +
+              `this heapvisor's ${CHECKPOINT_VERSION}`,
+          );
+        }
+        pages.loadState(r);
+        tenancy.loadState(r);
+        for (let n = r.num(); n > 0; n--) onToken?.(r.num(), r.str());
+        r.done();
+      } catch (e) {
+        if (e instanceof JournalError) throw e;
+        throw new JournalError(
+          `Journal checkpoint after row ${checkpoint.seq} does not load: ${(e as Error).message}`,
+        );
+      }
     }
     let count = 0;
     for (const [seq, ops] of this.#rows()) { // pass 2: the same rows, checked again
@@ -520,7 +605,31 @@ export class Journal {
     if (problems.length > 0) {
       throw new JournalError(`Journal replay left a broken heap: ${problems.join("; ")}`);
     }
-    return { ops: count, domains: tenancy.domains().length };
+    return {
+      ops: count,
+      domains: tenancy.domains().length,
+      checkpoint: checkpoint?.seq ?? null,
+    };
+  }
+
+  /** The latest checkpoint, its CRC checked and inflated (null: none). */
+  #readCheckpoint(): { seq: number; state: Uint8Array } | null {
+    const row = this.#db.prepare(
+      "SELECT seq, state, crc FROM checkpoints ORDER BY seq DESC LIMIT 1",
+    ).get() as { seq: number; state: Uint8Array; crc: number } | undefined;
+    if (row === undefined) return null;
+    if (zlibCrc32(row.state) !== row.crc) {
+      throw new JournalError(
+        `Journal checkpoint after row ${row.seq}: CRC mismatch (the checkpoint is corrupt)`,
+      );
+    }
+    try {
+      return { seq: row.seq, state: new Uint8Array(inflateRawSync(row.state)) };
+    } catch (e) {
+      throw new JournalError(
+        `Journal checkpoint after row ${row.seq} does not inflate: ${(e as Error).message}`,
+      );
+    }
   }
 
   /**

@@ -22,6 +22,7 @@
 
 import { PAGE_SIZE_BYTES } from "../src/units.ts";
 import { grown } from "../src/typed_array.ts";
+import { StateError, type StateReader, type StateWriter } from "../src/state_codec.ts";
 
 /** Largest order the allocator manages (Xen x86: MAX_ORDER 20, 4 GiB blocks). */
 export const MAX_ORDER = 20;
@@ -332,6 +333,79 @@ export class BuddyPageAllocator {
     return -1;
   }
 
+  /**
+   * Write the allocator's whole state: every frame's state byte and words (sparse:
+   * the non-zero ones), the free lists' heads, the per-owner counts and every counter.
+   * Time and size grow with the frames and the blocks, not with the calls made.
+   */
+  saveState(w: StateWriter): void {
+    w.num(this.frameCount);
+    w.num(this.maxOrder);
+    w.num(this.#freeFrames);
+    w.num(this.#allocCalls);
+    w.num(this.#freeCalls);
+    w.num(this.#failedContiguity);
+    w.num(this.#failedExhaustion);
+    w.array(this.#heads);
+    w.array(this.#freeBlocksByOrder);
+    w.array(this.#failedByOrder);
+    w.array(this.#ownerFrames);
+    w.array(this.#ownerPeakFrames);
+    for (const a of [this.#state, this.#link0, this.#link1]) writeSparse(w, a);
+  }
+
+  /**
+   * The allocator whose state `r` holds (from {@link saveState}).
+   *
+   * @throws {StateError} if the state does not read back or is not consistent
+   */
+  static load(r: StateReader): BuddyPageAllocator {
+    const pages = new BuddyPageAllocator(r.num(), r.num());
+    pages.#loadRest(r);
+    return pages;
+  }
+
+  /**
+   * Become the allocator whose state `r` holds, in place (a machine that others hold
+   * references to: a checkpoint loads into it). The saved machine must have this one's
+   * frames and largest order.
+   *
+   * @throws {StateError} if the state does not read back, is of another machine, or
+   *   is not consistent (this allocator is then unusable)
+   */
+  loadState(r: StateReader): void {
+    const frames = r.num();
+    const maxOrder = r.num();
+    if (frames !== this.frameCount || maxOrder !== this.maxOrder) {
+      throw new StateError(
+        `A saved page allocator of ${frames} frames (order ${maxOrder}) cannot load into one ` +
+          `of ${this.frameCount} frames (order ${this.maxOrder})`,
+      );
+    }
+    this.#loadRest(r);
+  }
+
+  #loadRest(r: StateReader): void {
+    const pages = this as BuddyPageAllocator;
+    pages.#freeFrames = r.num();
+    pages.#allocCalls = r.num();
+    pages.#freeCalls = r.num();
+    pages.#failedContiguity = r.num();
+    pages.#failedExhaustion = r.num();
+    pages.#heads = r.array(Int32Array);
+    pages.#freeBlocksByOrder = r.array(Float64Array);
+    pages.#failedByOrder = r.array(Float64Array);
+    pages.#ownerFrames = r.array(Float64Array);
+    pages.#ownerPeakFrames = r.array(Float64Array);
+    readSparse(r, pages.#state);
+    readSparse(r, pages.#link0);
+    readSparse(r, pages.#link1);
+    const problems = pages.check();
+    if (problems.length > 0) {
+      throw new StateError(`A saved page allocator is not consistent: ${problems[0]}`);
+    }
+  }
+
   /** Counters since boot. */
   stats(): PageAllocatorStats {
     const failedByOrder: Record<number, number> = {};
@@ -559,6 +633,32 @@ export function pageAllocatorCalls(pa: PageAllocatorStats): {
     failed_contiguity: pa.failedContiguity,
     failed_exhaustion: pa.failedExhaustion,
   };
+}
+
+/** Write the non-zero elements of `a`: their indices, then their values. */
+function writeSparse(w: StateWriter, a: Uint8Array | Int32Array): void {
+  let n = 0;
+  for (let i = 0; i < a.length; i++) if (a[i] !== 0) n++;
+  const at = new Int32Array(n);
+  const values = a instanceof Uint8Array ? new Uint8Array(n) : new Int32Array(n);
+  for (let i = 0, k = 0; i < a.length; i++) {
+    if (a[i] !== 0) {
+      at[k] = i;
+      values[k++] = a[i]!;
+    }
+  }
+  w.num(a.length);
+  w.array(at);
+  w.array(values);
+}
+
+/** Fill `a` (all zeros but what `writeSparse` wrote) from `r`. */
+function readSparse(r: StateReader, a: Uint8Array | Int32Array): void {
+  if (r.num() !== a.length) throw new StateError("A saved page allocator's frame count differs");
+  const at = r.array(Int32Array);
+  const values = a instanceof Uint8Array ? r.array(Uint8Array) : r.array(Int32Array);
+  a.fill(0);
+  for (let k = 0; k < at.length; k++) a[at[k]!] = values[k]!;
 }
 
 /** Bytes of machine memory in `frameCount` frames. */

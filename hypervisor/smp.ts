@@ -28,6 +28,7 @@ import {
 import { IntegerHistogram, type Percentiles } from "../src/stats.ts";
 import { CACHE_LINE_BYTES } from "../src/units.ts";
 import { VirtualLock } from "../src/virtual_lock.ts";
+import type { StateReader, StateWriter } from "../src/state_codec.ts";
 
 if (CACHE_LINE_TRANSFER_CYCLES <= 0) throw new Error("SMP: a line transfer must cost something");
 
@@ -66,6 +67,29 @@ class FalseSharing {
   sharedLines = 0;
   peakSharedLines = 0;
   events = 0;
+
+  saveState(w: StateWriter): void {
+    const flat: number[] = [];
+    for (const [line, owners] of this.#lines) flat.push(line, owners.length, ...owners);
+    w.numbers(flat);
+    w.num(this.sharedLines);
+    w.num(this.peakSharedLines);
+    w.num(this.events);
+  }
+
+  loadState(r: StateReader): void {
+    const flat = r.numbers();
+    this.#lines.clear();
+    for (let i = 0; i < flat.length;) {
+      const line = flat[i++]!;
+      const n = flat[i++]!;
+      this.#lines.set(line, flat.slice(i, i + n));
+      i += n;
+    }
+    this.sharedLines = r.num();
+    this.peakSharedLines = r.num();
+    this.events = r.num();
+  }
 
   add(address: number, bytes: number, vcpu: number): void {
     const first = Math.floor(address / CACHE_LINE_BYTES);
@@ -173,6 +197,31 @@ export class SmpAccounting {
     this.#lockWait[vcpu]! += wait;
     this.#latency[vcpu]!.add(cycles + wait);
     return { cycles, lockWaitCycles: wait };
+  }
+
+  /**
+   * Write the accounting (checkpoints): pool lock, per-vCPU counts and latency, line
+   * owners. The machine's heap lock is shared by every pool: its owner saves it.
+   */
+  saveState(w: StateWriter): void {
+    this.#poolLock.saveState(w);
+    w.array(this.#ops);
+    w.array(this.#lockWait);
+    for (const h of this.#latency) h.saveState(w);
+    this.#falseSharing.saveState(w);
+    w.num(this.#lastSharedVcpu);
+    w.num(this.#transfers);
+  }
+
+  /** Become the accounting `r` holds (from {@link saveState}, for as many vCPUs). */
+  loadState(r: StateReader): void {
+    this.#poolLock.loadState(r);
+    this.#ops.set(r.array(Float64Array));
+    this.#lockWait.set(r.array(Float64Array));
+    for (const h of this.#latency) h.loadState(r);
+    this.#falseSharing.loadState(r);
+    this.#lastSharedVcpu = r.num();
+    this.#transfers = r.num();
   }
 
   /** A block of `bytes` at `address` became live for `vcpu`. */

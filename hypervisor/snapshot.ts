@@ -62,12 +62,14 @@ import {
 } from "./xmalloc/engine.ts";
 import { ENGINE_NAMES } from "./xmalloc/registry.ts";
 import { grown } from "../src/typed_array.ts";
-import { crc32 } from "node:zlib";
+import { crc32, deflateRawSync, inflateRawSync } from "node:zlib";
+import { Buffer } from "node:buffer";
+import { StateReader, StateWriter } from "../src/state_codec.ts";
 
 /** The `format` of a snapshot file. */
 export const SNAPSHOT_FORMAT = "heapvisor-snapshot";
 /** The version of the snapshot file format this heapvisor writes and reads. */
-export const SNAPSHOT_VERSION = 1;
+export const SNAPSHOT_VERSION = 2;
 
 /** A snapshot cannot be read, or does not rebuild the heap it describes. */
 export class SnapshotError extends Error {
@@ -221,14 +223,30 @@ export interface SnapshotHeap {
   reserved_bytes: number;
 }
 
+/**
+ * A version-2 snapshot's state: the pool's pages as the page allocator holds them
+ * (blocks and private words, {@link savePoolPages}) and the engine's state
+ * (`XmallocEngine.saveState`), each a `StateWriter` encoding.
+ */
+export interface PoolState {
+  /** The pool's page blocks and their private words. */
+  pages: Uint8Array;
+  /** The engine's state. */
+  engine: Uint8Array;
+}
+
 /** A snapshot's content: enough to rebuild the heap and check it. */
 export interface SnapshotContent {
-  /** The machine the history was recorded on. */
+  /** 2: the heap's state; 1: its history (files written before version 2). */
+  version: 1 | 2;
+  /** The machine (the frame space) the heap's pages were in. */
   machine: { frames: number; maxOrder: number };
   /** The domain the heap belongs to. */
   domain: { name: string; engine: string; vcpus: number; maxPages: number };
-  /** The history. */
-  history: HistoryView;
+  /** Version 2: the pool's pages and the engine's state. */
+  state?: PoolState;
+  /** Version 1: the history that builds the heap. */
+  history?: HistoryView;
   /** The heap it must rebuild. */
   heap: SnapshotHeap;
   /** Its live blocks: address, requested bytes, vCPU that made it; by address. */
@@ -236,13 +254,17 @@ export interface SnapshotContent {
 }
 
 /**
- * The snapshot file (JSON). Operations are arrays led by a letter:
- * `["a", size, align, vcpu]` allocate, `["f", address, vcpu]` free,
- * `["r", address, size, align, vcpu]` resize, `["q", pages]` reserved pages after a
- * reservation change. `page_responses` holds the page allocator's answers in call
- * order: a frame (>= 0); -1 quota, -2 exhaustion, -3 contiguity, -4 unservable for a
- * failed page request; -17 - order for a largest-free-order answer. `crc32` is the
- * CRC-32 of the document's JSON without it (keys in this order, no spaces).
+ * The snapshot file (JSON). Version 2 (what this heapvisor writes) holds the heap's
+ * state: `state.pages` (the pool's page blocks with their private words) and
+ * `state.engine` (the engine's lists, blocks and counters), each a binary state
+ * (src/state_codec.ts) deflated (zlib) and base64-encoded. Version 1 held the history
+ * instead: `ops`, arrays led by a letter (`["a", size, align, vcpu]` allocate,
+ * `["f", address, vcpu]` free, `["r", address, size, align, vcpu]` resize, `["q", pages]`
+ * reserved pages after a reservation change), and `page_responses`, the page
+ * allocator's answers in call order (a frame >= 0; -1 quota, -2 exhaustion,
+ * -3 contiguity, -4 unservable; -17 - order for a largest-free-order answer). Both
+ * are read. `crc32` is the CRC-32 of the document's JSON without it (keys in this
+ * order, no spaces).
  */
 export interface SnapshotDocument {
   /** Always {@link SNAPSHOT_FORMAT}. */
@@ -253,39 +275,46 @@ export interface SnapshotDocument {
   machine: { frames: number; max_order: number };
   /** The source domain. */
   domain: { name: string; engine: string; vcpus: number; max_pages: number };
-  /** The heap the history builds. */
+  /** The heap the state (or history) builds. */
   heap: SnapshotHeap;
   /** Live blocks: [address, requested bytes, vCPU], by address. */
   blocks: [number, number, number][];
-  /** Operations, in order. */
-  ops: (string | number)[][];
-  /** The page allocator's answers, in order. */
-  page_responses: number[];
+  /** Version 2: the pool's pages and the engine's state, deflated and base64-encoded. */
+  state?: { encoding: "deflate+base64"; pages: string; engine: string };
+  /** Version 1: operations, in order. */
+  ops?: (string | number)[][];
+  /** Version 1: the page allocator's answers, in order. */
+  page_responses?: number[];
   /** CRC-32 of the rest. */
   crc32: number;
 }
 
+/** Bytes of a snapshot's state (version 2) or of its history's arrays (version 1). */
+export function snapshotStateBytes(content: SnapshotContent): number {
+  return content.state !== undefined
+    ? content.state.pages.length + content.state.engine.length
+    : content.history!.words.byteLength + content.history!.responses.byteLength;
+}
+
+/** `bytes` deflated (zlib) and base64-encoded. */
+function pack(bytes: Uint8Array): string {
+  return Buffer.from(deflateRawSync(bytes)).toString("base64");
+}
+
+/** What {@link pack} made, back. */
+function unpack(text: string, what: string): Uint8Array {
+  try {
+    return new Uint8Array(inflateRawSync(Buffer.from(text, "base64")));
+  } catch (e) {
+    throw new SnapshotError(`Snapshot ${what} does not inflate: ${(e as Error).message}`);
+  }
+}
+
 /** The document of `content`, ready for `JSON.stringify`. */
 export function snapshotDocument(content: SnapshotContent): SnapshotDocument {
-  const ops: (string | number)[][] = [];
-  for (const op of historyOps(content.history)) {
-    switch (op.kind) {
-      case "allocate":
-        ops.push(["a", op.size, op.align, op.vcpu]);
-        break;
-      case "free":
-        ops.push(["f", op.address, op.vcpu]);
-        break;
-      case "reallocate":
-        ops.push(["r", op.address, op.size, op.align, op.vcpu]);
-        break;
-      case "reserved":
-        ops.push(["q", op.pages]);
-    }
-  }
-  const body: Omit<SnapshotDocument, "crc32"> = {
+  const head = {
     format: SNAPSHOT_FORMAT,
-    version: SNAPSHOT_VERSION,
+    version: content.version,
     machine: { frames: content.machine.frames, max_order: content.machine.maxOrder },
     domain: {
       name: content.domain.name,
@@ -295,9 +324,36 @@ export function snapshotDocument(content: SnapshotContent): SnapshotDocument {
     },
     heap: { ...content.heap },
     blocks: content.blocks,
-    ops,
-    page_responses: Array.from(content.history.responses),
-  };
+  } as const;
+  let body: Omit<SnapshotDocument, "crc32">;
+  if (content.state !== undefined) {
+    body = {
+      ...head,
+      state: {
+        encoding: "deflate+base64",
+        pages: pack(content.state.pages),
+        engine: pack(content.state.engine),
+      },
+    };
+  } else {
+    const ops: (string | number)[][] = [];
+    for (const op of historyOps(content.history!)) {
+      switch (op.kind) {
+        case "allocate":
+          ops.push(["a", op.size, op.align, op.vcpu]);
+          break;
+        case "free":
+          ops.push(["f", op.address, op.vcpu]);
+          break;
+        case "reallocate":
+          ops.push(["r", op.address, op.size, op.align, op.vcpu]);
+          break;
+        case "reserved":
+          ops.push(["q", op.pages]);
+      }
+    }
+    body = { ...head, ops, page_responses: Array.from(content.history!.responses) };
+  }
   return { ...body, crc32: crc32(JSON.stringify(body)) };
 }
 
@@ -326,14 +382,20 @@ const envelope = z.object({
     reserved_bytes: count,
   }),
   blocks: z.array(z.tuple([count, count, z.number().int().min(0).max(VCPU_SLOTS - 1)])),
-  ops: z.array(z.array(z.union([z.string(), z.number()]))),
-  page_responses: z.array(z.number().int().min(-(2 ** 31)).max(2 ** 31 - 1)),
+  state: z.object({
+    encoding: z.literal("deflate+base64"),
+    pages: z.string(),
+    engine: z.string(),
+  }).optional(),
+  ops: z.array(z.array(z.union([z.string(), z.number()]))).optional(),
+  page_responses: z.array(z.number().int().min(-(2 ** 31)).max(2 ** 31 - 1)).optional(),
   crc32: z.number().int().min(0),
 });
 
 /**
- * Read a snapshot file's parsed JSON: the envelope, the CRC, and every operation.
- * It does not replay it (see `Tenancy.importSnapshot`, which does).
+ * Read a snapshot file's parsed JSON: the envelope, the CRC, and its state (version 2)
+ * or every operation of its history (version 1). It does not rebuild the heap (see
+ * `Tenancy.importSnapshot`, which does, and checks it).
  *
  * @throws {SnapshotError} naming what is wrong and where (`ops[12]: ...`)
  */
@@ -354,7 +416,7 @@ export function parseSnapshotDocument(json: unknown): SnapshotContent {
     );
   }
   const doc = parsed.data;
-  if (doc.version !== SNAPSHOT_VERSION) {
+  if (doc.version !== 1 && doc.version !== 2) {
     throw new SnapshotError(`Snapshot format version ${doc.version} is not supported`);
   }
   if (!ENGINE_NAMES.includes(doc.domain.engine)) {
@@ -369,6 +431,31 @@ export function parseSnapshotDocument(json: unknown): SnapshotContent {
       `Snapshot CRC-32 mismatch: the file says ${stated}, its content gives ${actual} ` +
         `(the file was changed or damaged)`,
     );
+  }
+  const common = {
+    machine: { frames: doc.machine.frames, maxOrder: doc.machine.max_order },
+    domain: {
+      name: doc.domain.name,
+      engine: doc.domain.engine,
+      vcpus: doc.domain.vcpus,
+      maxPages: doc.domain.max_pages,
+    },
+    heap: doc.heap,
+    blocks: doc.blocks,
+  };
+  if (doc.version === 2) {
+    if (doc.state === undefined) throw new SnapshotError("Snapshot version 2 has no state");
+    return {
+      version: 2,
+      ...common,
+      state: {
+        pages: unpack(doc.state.pages, "state.pages"),
+        engine: unpack(doc.state.engine, "state.engine"),
+      },
+    };
+  }
+  if (doc.ops === undefined || doc.page_responses === undefined) {
+    throw new SnapshotError("Snapshot version 1 has no ops or page_responses");
   }
   const history = new OpHistory();
   const int = (v: unknown, lo: number, hi: number) =>
@@ -410,18 +497,66 @@ export function parseSnapshotDocument(json: unknown): SnapshotContent {
     }
   });
   for (const r of doc.page_responses) history.push(r);
-  return {
-    machine: { frames: doc.machine.frames, maxOrder: doc.machine.max_order },
-    domain: {
-      name: doc.domain.name,
-      engine: doc.domain.engine,
-      vcpus: doc.domain.vcpus,
-      maxPages: doc.domain.max_pages,
-    },
-    history: history.view(),
-    heap: doc.heap,
-    blocks: doc.blocks,
-  };
+  return { version: 1, ...common, history: history.view() };
+}
+
+/**
+ * The page blocks `owner` holds in `pages`, with every non-zero private word of their
+ * frames, as a state: what a version-2 snapshot keeps of a pool's pages.
+ */
+export function savePoolPages(pages: BuddyPageAllocator, owner: number): Uint8Array {
+  const frames: number[] = [];
+  const orders: number[] = [];
+  const wordAt: number[] = [];
+  const words: number[] = [];
+  pages.forEachBlock((frame, order, o) => {
+    if (o !== owner) return;
+    frames.push(frame);
+    orders.push(order);
+    for (let f = frame; f < frame + 2 ** order; f++) {
+      const word = pages.privateWord(f);
+      if (word !== 0) {
+        wordAt.push(f);
+        words.push(word);
+      }
+    }
+  });
+  const w = new StateWriter();
+  w.array(new Int32Array(frames));
+  w.array(new Uint8Array(orders));
+  w.array(new Int32Array(wordAt));
+  w.array(new Int32Array(words));
+  return w.bytes();
+}
+
+/**
+ * Claim in `space` (a fresh frame space) the blocks {@link savePoolPages} saved, for
+ * `owner`, and set their private words.
+ *
+ * @throws {SnapshotError} if the blocks do not fit the space or overlap
+ */
+export function claimPoolPages(space: BuddyPageAllocator, bytes: Uint8Array, owner: number): void {
+  try {
+    const r = new StateReader(bytes, "a snapshot's pool pages");
+    const frames = r.array(Int32Array);
+    const orders = r.array(Uint8Array);
+    const wordAt = r.array(Int32Array);
+    const words = r.array(Int32Array);
+    r.done();
+    if (frames.length !== orders.length || wordAt.length !== words.length) {
+      throw new SnapshotError("Snapshot pool pages: lists of different lengths");
+    }
+    frames.forEach((frame, i) => space.allocAt(frame, orders[i]!, owner));
+    wordAt.forEach((frame, i) => {
+      if (space.ownerOf(space.blockHeadOf(frame)) !== owner) {
+        throw new SnapshotError(`Snapshot pool pages: a word of frame ${frame}, not the pool's`);
+      }
+      space.setPrivateWord(frame, words[i]!);
+    });
+  } catch (e) {
+    if (e instanceof SnapshotError) throw e;
+    throw new SnapshotError(`Snapshot pool pages: ${(e as Error).message}`);
+  }
 }
 
 /** A page block of the private space and the machine block that backs it. */
@@ -451,26 +586,66 @@ export class ForkPageSource extends PageSource {
   readonly #backing = new Map<number, Backing>();
 
   /**
-   * A pool for `owner` in a private space of `frames` frames, replaying `script`.
+   * A pool for `owner` in the private frame space `space`, replaying `script` (a
+   * version-1 snapshot's history), or holding the blocks already claimed in `space`
+   * (a version-2 snapshot's pages; `script` empty) until {@link goLive}.
    *
    * @param machine the machine that will back it
-   * @param frames frames of the private space (the source machine's)
-   * @param maxOrder largest order of the private space (the source machine's)
+   * @param space the private frame space (the source machine's size)
    * @param owner owner id (the domain id)
    * @param maxPages the pool's quota while replaying (the source's)
    * @param script the page allocator's recorded answers
    */
   constructor(
     machine: BuddyPageAllocator,
-    frames: number,
-    maxOrder: number,
+    space: BuddyPageAllocator,
     owner: number,
     maxPages: number,
     script: Int32Array,
   ) {
-    super(new BuddyPageAllocator(frames, maxOrder), owner, maxPages);
+    super(space, owner, maxPages);
     this.machine = machine;
     this.#script = script;
+  }
+
+  /**
+   * Write the live source's state (checkpoints): its private space, the machine
+   * block behind each of its blocks, its quota.
+   */
+  saveState(w: StateWriter): void {
+    if (this.#script !== null) throw new Error("ForkPageSource: saved while replaying (a bug)");
+    this.pages.saveState(w);
+    const flat: number[] = [];
+    for (const [head, b] of this.#backing) flat.push(head, b.machineFrame, b.order, b.frames);
+    w.numbers(flat);
+    w.num(this.maxPages);
+  }
+
+  /**
+   * The live source `r` holds (from {@link saveState}), backed by `machine` (whose
+   * state, loaded too, holds the backing blocks).
+   *
+   * @throws {StateError} if the state does not read back
+   */
+  static load(machine: BuddyPageAllocator, owner: number, r: StateReader): ForkPageSource {
+    const source = new ForkPageSource(
+      machine,
+      BuddyPageAllocator.load(r),
+      owner,
+      0,
+      new Int32Array(0),
+    );
+    const flat = r.numbers();
+    for (let i = 0; i < flat.length; i += 4) {
+      source.#backing.set(flat[i]!, {
+        machineFrame: flat[i + 1]!,
+        order: flat[i + 2]!,
+        frames: flat[i + 3]!,
+      });
+    }
+    source.maxPages = r.num();
+    source.#script = null;
+    return source;
   }
 
   /** Whether the recorded answers are still being replayed. */

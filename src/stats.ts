@@ -6,6 +6,7 @@
  */
 
 import { grown } from "./typed_array.ts";
+import type { StateReader, StateWriter } from "./state_codec.ts";
 
 /** Samples below this are counted in a dense array, larger ones in a map. */
 const DENSE_LIMIT = 1 << 20;
@@ -51,6 +52,26 @@ export class IntegerHistogram {
   sum = 0;
   /** Largest sample (0 when empty). */
   max = 0;
+
+  /** Write the histogram (checkpoints). */
+  saveState(w: StateWriter): void {
+    w.array(this.#counts);
+    w.numbers([...this.#large].flat());
+    w.num(this.count);
+    w.num(this.sum);
+    w.num(this.max);
+  }
+
+  /** Become the histogram `r` holds (from {@link saveState}). */
+  loadState(r: StateReader): void {
+    this.#counts = r.array(Float64Array);
+    const large = r.numbers();
+    this.#large.clear();
+    for (let i = 0; i < large.length; i += 2) this.#large.set(large[i]!, large[i + 1]!);
+    this.count = r.num();
+    this.sum = r.num();
+    this.max = r.num();
+  }
 
   /** Add one sample (a non-negative integer). */
   add(value: number): void {

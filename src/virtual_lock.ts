@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { StateReader, StateWriter } from "./state_codec.ts";
+
 /**
  * A lock on virtual time (a pool's spinlock): an operation that takes it at cycle
  * `at` and holds it for `holdCycles` starts when the lock is free and leaves it busy
@@ -18,6 +20,22 @@ export class VirtualLock {
   contended = 0;
   /** Cycles waited in all. */
   waitCycles = 0;
+
+  /** Write the lock's state (checkpoints). */
+  saveState(w: StateWriter): void {
+    w.num(this.#freeAt);
+    w.num(this.acquisitions);
+    w.num(this.contended);
+    w.num(this.waitCycles);
+  }
+
+  /** Become the lock `r` holds (from {@link saveState}). */
+  loadState(r: StateReader): void {
+    this.#freeAt = r.num();
+    this.acquisitions = r.num();
+    this.contended = r.num();
+    this.waitCycles = r.num();
+  }
 
   /**
    * Take the lock at `at` for `holdCycles`; returns the cycles waited for it.

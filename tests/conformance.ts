@@ -26,6 +26,7 @@ import {
 } from "../hypervisor/xmalloc/engine.ts";
 import { ForkPageSource, historyOps, OpHistory } from "../hypervisor/snapshot.ts";
 import { Prng } from "../src/prng.ts";
+import { StateReader, StateWriter } from "../src/state_codec.ts";
 import { addressToFrame, frameToAddress, PAGE_SIZE_BYTES } from "../src/units.ts";
 
 /** The cases of the suite, by the name `skip` uses. */
@@ -43,6 +44,7 @@ export const CONFORMANCE_CASES = [
   "bad-arguments",
   "destroy",
   "replay",
+  "save-load",
 ] as const;
 
 /** Name of one case of the suite. */
@@ -244,6 +246,14 @@ class LiveBlocks {
   /** The `index`-th live block in address order. */
   at(index: number): LiveBlock {
     return this.#blocks.get(this.#starts[index]!)!;
+  }
+
+  /** A copy (the blocks are shared: they are never changed in place). */
+  clone(): LiveBlocks {
+    const c = new LiveBlocks();
+    c.#starts = [...this.#starts];
+    c.#blocks = new Map(this.#blocks);
+    return c;
   }
 
   all(): LiveBlock[] {
@@ -1022,6 +1032,111 @@ const CASES: Record<ConformanceCase, CaseFn> = {
     });
   },
 
+  // Checkpoints and snapshots rest on this: an engine loaded from its saved state (on
+  // a copy of its machine) answers every later call as the original does, and saving
+  // the copy gives the same bytes.
+  async "save-load"(config, t) {
+    for (const seed of config.seeds.slice(0, 2)) {
+      await t.step(`seed=${seed}: a loaded engine answers every call as the saved one`, () => {
+        const frames = 1024;
+        const rig = newRig(config, frames, 200);
+        const prng = new Prng(seed);
+        const others: number[] = [];
+        const alignMax = Math.min(rig.engine.maxAlignBytes, RANDOM_ALIGN_MAX_BYTES);
+        /** One random step on `r`, the same for both rigs given the same draws. */
+        const step = (r: Rig, draws: Prng, mine: number[]): unknown => {
+          const x = draws.nextFloat();
+          const cpu = draws.index(r.cpuCount);
+          if (x < 0.1) {
+            const f = r.pages.alloc(draws.index(3), OTHER_OWNER);
+            if (f >= 0) mine.push(f);
+            return ["other", f];
+          }
+          if (x < 0.14 && mine.length > 0) {
+            const f = mine.splice(draws.index(mine.length), 1)[0]!;
+            r.pages.free(f, r.pages.allocatedOrder(f));
+            return ["other-free", f];
+          }
+          if (r.live.count === 0 || x < 0.6) {
+            const size = randomSize(draws);
+            const align = randomAlign(draws, alignMax);
+            return ["a", allocateChecked(r, size, align, cpu), r.engine.lastSteps];
+          }
+          const block = r.live.at(draws.index(r.live.count));
+          if (x < 0.93) {
+            freeChecked(r, block.address, cpu);
+            return ["f", block.address, r.engine.lastSteps];
+          }
+          const size = randomSize(draws);
+          const align = randomAlign(draws, alignMax);
+          return ["r", reallocateChecked(r, block.address, size, align, cpu), r.engine.lastSteps];
+        };
+        for (let i = 0; i < 800; i++) step(rig, prng, others);
+
+        const saveMachine = (pages: BuddyPageAllocator) => {
+          const w = new StateWriter();
+          pages.saveState(w);
+          return w.bytes();
+        };
+        const saveEngine = (engine: XmallocEngine) => {
+          const w = new StateWriter();
+          engine.saveState(w);
+          return w.bytes();
+        };
+        const machineBytes = saveMachine(rig.pages);
+        const engineBytes = saveEngine(rig.engine);
+        const pages = BuddyPageAllocator.load(new StateReader(machineBytes, "the machine"));
+        const source = new PageSource(pages, ENGINE_OWNER, 200);
+        const reader = new StateReader(engineBytes, config.descriptor.name);
+        const engine = config.descriptor.load(
+          { pageSource: source, cpuCount: config.cpuCount },
+          reader,
+        );
+        reader.done();
+        const copy: Rig = { ...rig, pages, source, engine, live: rig.live.clone() };
+        assert.deepEqual(saveEngine(engine), engineBytes, "the copy saves the same state");
+        assert.deepEqual(engine.stats(), rig.engine.stats());
+        assert.deepEqual(engine.pagesHeld(), rig.engine.pagesHeld());
+        assert.deepEqual(engine.check(), []);
+        for (const block of rig.live.all()) {
+          assert.equal(engine.usableSize(block.address), block.usableBytes);
+        }
+        // The same draws on both: the same answers, call by call.
+        const a = new Prng(seed + 1000);
+        const b = new Prng(seed + 1000);
+        const othersCopy = [...others];
+        let failures = 0;
+        for (let i = 0; i < 1200; i++) {
+          const x = step(rig, a, others);
+          const y = step(copy, b, othersCopy);
+          assert.deepEqual(y, x, `call ${i} after the load`);
+          if ((x as unknown[])[0] === "a" && (x as unknown[])[1] === 0) failures++;
+        }
+        assert.ok(failures > 0, "no call failed after the load: failures are not compared");
+        assert.deepEqual(engine.stats(), rig.engine.stats());
+        assert.deepEqual(saveMachine(pages), saveMachine(rig.pages), "the machines agree");
+        assert.deepEqual(saveEngine(engine), saveEngine(rig.engine), "the engines agree");
+        if (config.cachesEmptyPages) {
+          rig.engine.shrink();
+          engine.shrink();
+          assert.deepEqual(saveMachine(pages), saveMachine(rig.pages));
+        }
+      });
+    }
+    await t.step("a state cut short or of another engine does not load", () => {
+      const rig = newRig(config);
+      allocateChecked(rig, 100, 1, 0);
+      const w = new StateWriter();
+      rig.engine.saveState(w);
+      const bytes = w.bytes();
+      assert.throws(() => {
+        const r = new StateReader(bytes.subarray(0, bytes.length - 3), "cut");
+        config.descriptor.load({ pageSource: rig.source, cpuCount: config.cpuCount }, r);
+        r.done();
+      }, /does not read back/);
+    });
+  },
+
   // Snapshots rest on this (hypervisor/snapshot.ts): an engine given the same calls
   // and the same page-allocator answers makes the same blocks at the same addresses,
   // and asks the machine nothing but through its page source.
@@ -1075,7 +1190,8 @@ const CASES: Record<ConformanceCase, CaseFn> = {
 
         const view = history.view();
         const machine = new BuddyPageAllocator(frames);
-        const fork = new ForkPageSource(machine, frames, 20, ENGINE_OWNER, 150, view.responses);
+        const space = new BuddyPageAllocator(frames);
+        const fork = new ForkPageSource(machine, space, ENGINE_OWNER, 150, view.responses);
         const copy = config.descriptor.create({ pageSource: fork, cpuCount: config.cpuCount });
         let k = 0;
         const replay = (

@@ -244,7 +244,9 @@ Deno.test("e2e: SIGTERM with an event stream open still exits promptly and ends 
 
 Deno.test("e2e: kill -9 in the middle of a batched load loses nothing acknowledged and half-applies nothing", async () => {
   const dir = await Deno.makeTempDir({ prefix: "heapvisor-e2e-data-" });
-  const data = ["--data", dir];
+  // A checkpoint every 1000 operations: the restart loads the last one and replays
+  // the rows after it.
+  const data = ["--data", dir, "--checkpoint-ops", "1000"];
   const batches: Parameters<ControlPlaneClient["batch"]>[1][] = [];
   for (let b = 0; b < 400; b++) {
     batches.push(
@@ -285,7 +287,10 @@ Deno.test("e2e: kill -9 in the middle of a batched load loses nothing acknowledg
 
     let restarted: unknown;
     await withServer(ADMIN_TOKEN, async (server) => {
-      assert.match(server.stdout.text, /restored \d+ operations, 1 domains .*\(checked\)/);
+      assert.match(
+        server.stdout.text,
+        /restored \d+ operations, 1 domains .*\(its checkpoint after row \d+, .*\(checked\)/,
+      );
       const client = ControlPlaneClient.overHttp(server.url, token); // the tenant token survived
       restarted = await client.domain(1);
       await stop(server);

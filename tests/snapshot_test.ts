@@ -25,6 +25,8 @@ import { crc32 } from "../hypervisor/journal.ts";
 import { ENGINE_NAMES } from "../hypervisor/xmalloc/registry.ts";
 import { Prng } from "../src/prng.ts";
 import { MiB } from "../src/units.ts";
+import { Buffer } from "node:buffer";
+import { deflateRawSync } from "node:zlib";
 import {
   ADMIN_TOKEN,
   assertError,
@@ -36,6 +38,7 @@ import {
 } from "./control_plane_harness.ts";
 
 const FRAMES = 16_384;
+const V1_FIXTURE = new URL("./fixtures/snapshots/warm-tlsf-v1.json", import.meta.url).pathname;
 
 /**
  * A tenancy with a busy neighbour and a domain `d` warmed up by a seeded mix of
@@ -137,7 +140,7 @@ Deno.test("snapshot: the file round-trips and restores the same heap", () => {
   const doc = snapshotDocument(tenancy.takeSnapshot(d.id).content);
   assert.equal(doc.format, "heapvisor-snapshot");
   assert.equal(doc.version, SNAPSHOT_VERSION);
-  assert.equal(doc.ops.length, d.historyLength);
+  assert.equal(doc.state?.encoding, "deflate+base64");
   const text = JSON.stringify(doc);
   // Another machine (and tenancy) restores it: the same blocks at the same addresses.
   const other = new Tenancy(new BuddyPageAllocator(FRAMES * 2), "slub");
@@ -156,37 +159,66 @@ Deno.test("snapshot: the file round-trips and restores the same heap", () => {
 Deno.test("snapshot: a bad file is refused with what and where, and nothing is kept", async (t) => {
   const { tenancy, d } = warmedUp("tlsf", 5, 1500);
   const good = snapshotDocument(tenancy.takeSnapshot(d.id).content);
+  const v1: SnapshotDocument = JSON.parse(Deno.readTextFileSync(V1_FIXTURE));
+  const ops = v1.ops!;
   const resealed = (doc: Omit<SnapshotDocument, "crc32">): SnapshotDocument => {
     const { crc32: _, ...body } = doc as SnapshotDocument;
     return { ...body, crc32: crc32(JSON.stringify(body)) } as SnapshotDocument;
   };
+  const state = good.state!;
+  const junk = Buffer.from(deflateRawSync(new Uint8Array([1, 2, 3]))).toString("base64");
   const other = new Tenancy(new BuddyPageAllocator(FRAMES), "tlsf");
   const u = other.createTenant("u", { maxDomains: 2, maxPages: FRAMES });
   const cases: [string, unknown, RegExp][] = [
     ["not an object", 42, /Not a heapvisor snapshot/],
     ["another format", { ...good, format: "tar" }, /format/],
     ["a newer version", { ...good, version: SNAPSHOT_VERSION + 1 }, /newer than this heapvisor/],
-    ["a changed byte", { ...good, ops: [["a", 99, 1, 0], ...good.ops.slice(1)] }, /CRC-32/],
+    ["a changed byte", { ...good, heap: { ...good.heap, pages_held: 1 } }, /CRC-32/],
     ["an unknown engine", resealed({ ...good, domain: { ...good.domain, engine: "x" } }), /x/],
-    ["an unknown op", resealed({ ...good, ops: [["z", 1], ...good.ops] }), /ops\[0\].*"z"/],
     [
-      "a vCPU the domain lacks",
-      resealed({ ...good, ops: [...good.ops.slice(0, 3), ["a", 8, 1, 9], ...good.ops.slice(3)] }),
-      /ops\[3\].*vcpu < 2/,
+      "another engine's state",
+      resealed({ ...good, domain: { ...good.domain, engine: "slub" } }),
+      /does not read back|not consistent/,
     ],
     [
-      "a history that builds another heap",
-      resealed({ ...good, ops: good.ops.slice(0, -1) }),
-      /does not rebuild its heap|refused on replay|page response/,
+      "a state that is not deflated",
+      resealed({ ...good, state: { ...state, engine: "AAAA" } }),
+      /does not inflate/,
+    ],
+    [
+      "an engine state cut short",
+      resealed({ ...good, state: { ...state, engine: junk } }),
+      /does not read back/,
+    ],
+    [
+      "heap figures that differ",
+      resealed({ ...good, heap: { ...good.heap, pages_held: good.heap.pages_held + 1 } }),
+      /does not rebuild its heap: pages_held/,
+    ],
+    [
+      "a block the engine does not hold",
+      resealed({ ...good, blocks: [[good.blocks[0]![0] + 8, 8, 0], ...good.blocks.slice(1)] }),
+      /is not live in its engine's state/,
     ],
     [
       "a block list that differs",
       resealed({ ...good, blocks: good.blocks.slice(1) }),
-      /does not rebuild its heap: .*live block 0 differs/,
+      /does not rebuild its heap: .*live_blocks/,
+    ],
+    ["version 1: an unknown op", resealed({ ...v1, ops: [["z", 1], ...ops] }), /ops\[0\].*"z"/],
+    [
+      "version 1: a vCPU the domain lacks",
+      resealed({ ...v1, ops: [...ops.slice(0, 3), ["a", 8, 1, 9], ...ops.slice(3)] }),
+      /ops\[3\].*vcpu < 2/,
     ],
     [
-      "page answers cut short",
-      resealed({ ...good, page_responses: good.page_responses.slice(0, 3) }),
+      "version 1: a history that builds another heap",
+      resealed({ ...v1, ops: ops.slice(0, -1) }),
+      /does not rebuild its heap|refused on replay|page response/,
+    ],
+    [
+      "version 1: page answers cut short",
+      resealed({ ...v1, page_responses: v1.page_responses!.slice(0, 3) }),
       /ran out of page responses/,
     ],
   ];
@@ -198,6 +230,7 @@ Deno.test("snapshot: a bad file is refused with what and where, and nothing is k
         (e: unknown) => e instanceof SnapshotError && message.test(e.message),
       );
       assert.equal(other.snapshots().length, free, "nothing kept");
+      assert.equal(other.domains().length, 0);
     });
   }
 });
@@ -278,7 +311,8 @@ Deno.test("control plane: snapshot, export, import and fork over the API, journa
     snapId = s.id as number;
     assert.equal(s.source_domain_id, src);
     assert.equal(s.engine, "buddy");
-    assert.equal(s.history_ops, 400);
+    assert.equal(s.version, 2);
+    assert.ok((s.state_bytes as number) > 0);
     assert.equal(s.live_blocks, 200);
     const list = ok<{ id: number }[]>(await call(app, "GET", "/v1/snapshots", { token: a.token }));
     assert.deepEqual(list.map((x) => x.id), [snapId]);
@@ -351,7 +385,7 @@ Deno.test("control plane: snapshot, export, import and fork over the API, journa
       201,
     );
     assert.deepEqual(heapOf(hv.tenancy.domain(g.id)), heapOf(hv.tenancy.domain(src)));
-    const damaged = { ...file, ops: file.ops.slice(1) };
+    const damaged = { ...file, blocks: file.blocks.slice(1) };
     const before = hv.tenancy.snapshots().length;
     assertError(
       await call(app, "POST", "/v1/snapshots", { token: b.token, body: damaged }),

@@ -32,7 +32,12 @@ import {
   QuotaExceededError,
   type StoredSnapshot,
 } from "../domains.ts";
-import { parseSnapshotDocument, snapshotDocument, SnapshotError } from "../snapshot.ts";
+import {
+  parseSnapshotDocument,
+  snapshotDocument,
+  SnapshotError,
+  snapshotStateBytes,
+} from "../snapshot.ts";
 import { type AllocFailureCause, InvalidFreeError } from "../xmalloc/engine.ts";
 import { ENGINES } from "../xmalloc/registry.ts";
 import { type Principal, TokenStore } from "./auth.ts";
@@ -95,7 +100,17 @@ export interface ControlPlaneOptions {
    * the log does not.
    */
   journal?: Journal;
+  /**
+   * Take a checkpoint of the journal (`Journal.checkpoint`: the whole state, the rows
+   * before it deleted) once this many operations were journaled since the last one
+   * (default {@link CHECKPOINT_EVERY_OPS}; 0: never). A failed checkpoint changes
+   * nothing and is retried after as many operations again.
+   */
+  checkpointEvery?: number;
 }
+
+/** Operations journaled between two checkpoints unless told otherwise. */
+export const CHECKPOINT_EVERY_OPS = 1_000_000;
 
 /** Most event streams open at once, in all and per tenant. */
 export const EVENT_STREAMS_MAX = 64;
@@ -168,16 +183,35 @@ export function createControlPlane(
    * Make the operations `entries()` names durable, or answer 503 and refuse every
    * later change. Without a journal nothing is built: the hot path pays nothing.
    */
+  const checkpointEvery = options.checkpointEvery ?? CHECKPOINT_EVERY_OPS;
+  let sinceCheckpoint = 0;
   const record = (entries: () => JournalOp[]): void => {
     if (journal === undefined) return;
+    const ops = entries();
     try {
-      journal.append(entries());
+      journal.append(ops);
     } catch (e) {
       journalFault = (e as Error).message;
       console.error(`control plane: journal append failed: ${journalFault}`);
       fail(503, "journal_unavailable", `Not durable, so not done: ${journalFault}`);
     }
+    sinceCheckpoint += ops.length;
+    if (checkpointEvery > 0 && sinceCheckpoint >= checkpointEvery) {
+      sinceCheckpoint = 0;
+      try {
+        journal.checkpoint(hypervisor, tenantTokenHashes());
+      } catch (e) {
+        // The operation is durable already; the journal keeps its rows. Retried later.
+        console.error(`control plane: checkpoint failed (retried later): ${(e as Error).message}`);
+      }
+    }
   };
+  /** Every tenant's token hash, for a checkpoint. */
+  const tenantTokenHashes = (): [number, string][] =>
+    hypervisor.tenancy.tenants().flatMap((t) => {
+      const hash = tokens.tenantTokenHash(t.id);
+      return hash === undefined ? [] : [[t.id, hash] as [number, string]];
+    });
   let openStreams = 0;
   const streamsByTenant = new Map<number, number>(); // 0: the admin
   const tenancy = hypervisor.tenancy;
@@ -536,8 +570,8 @@ export function createControlPlane(
     vcpus: s.content.domain.vcpus,
     max_pages: s.content.domain.maxPages,
     machine_frames: s.content.machine.frames,
-    history_ops: s.content.history.ops,
-    page_responses: s.content.history.responses.length,
+    version: s.content.version,
+    state_bytes: snapshotStateBytes(s.content),
     pages_held: s.content.heap.pages_held,
     reserved_pages: s.content.heap.reserved_pages,
     live_blocks: s.content.heap.live_blocks,

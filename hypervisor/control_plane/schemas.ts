@@ -135,10 +135,12 @@ export const SnapshotBody = z.object({
   vcpus: z.number().int(),
   max_pages: z.number().int(),
   machine_frames: z.number().int().openapi({ description: "frames of the source's machine" }),
-  history_ops: z.number().int().openapi({
-    description: "operations in its history (what a restore replays)",
+  version: z.number().int().openapi({
+    description: "2: the heap's state; 1: its history (a file imported from heapvisor before 2)",
   }),
-  page_responses: z.number().int(),
+  state_bytes: z.number().int().openapi({
+    description: "bytes of its state (engine and pool pages), or of its history (version 1)",
+  }),
   pages_held: z.number().int(),
   reserved_pages: z.number().int(),
   live_blocks: z.number().int(),

@@ -54,10 +54,10 @@ export interface SnapshotInfo {
   max_pages: number;
   /** Frames of the source's machine. */
   machine_frames: number;
-  /** Operations in its history (what a restore replays). */
-  history_ops: number;
-  /** Page-allocator answers recorded with them. */
-  page_responses: number;
+  /** 2: the heap's state; 1: its history (a file imported from heapvisor before 2). */
+  version: number;
+  /** Bytes of its state (engine and pool pages), or of its history (version 1). */
+  state_bytes: number;
   /** Pages its heap holds. */
   pages_held: number;
   /** Pages reserved for the guest's own heap. */

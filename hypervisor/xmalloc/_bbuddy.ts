@@ -78,6 +78,7 @@
 
 import { PAGE_SHIFT, PAGE_SIZE_BYTES } from "../../src/units.ts";
 import { grown } from "../../src/typed_array.ts";
+import { StateError, type StateReader, type StateWriter } from "../../src/state_codec.ts";
 import type { PageSource } from "./engine.ts";
 
 // -- constants (bbuddy.c, alloc.h, x86_64) ----------------------------------------
@@ -624,6 +625,138 @@ export class BbuddyHeap {
     return slot;
   }
 
+  // -- checkpoints ------------------------------------------------------------------
+
+  /**
+   * Write the heap's whole state, fields grouped as declared: the slot tables (whole,
+   * with their spare capacity), each per-slot page array (the slot count, then one
+   * array per slot), the free-slot stack and region counts, `struct uk_bbpalloc`
+   * (nr_free_pages, list heads, list lengths), then the step counters and chunk
+   * counts. The page source and header word are the constructor's; the pages are the
+   * page allocator's, saved with it.
+   */
+  saveState(w: StateWriter): void {
+    w.array(this.#slotFrame);
+    w.array(this.#slotOrder);
+    w.array(this.#slotHeaderFrame);
+    w.array(this.#slotHeaderPages);
+    w.array(this.#slotSeq);
+    writeArrays(w, this.#next);
+    writeArrays(w, this.#prev);
+    writeArrays(w, this.#level);
+    writeArrays(w, this.#bitmap);
+    writeArrays(w, this.#metaNumPages);
+    writeArrays(w, this.#metaBase);
+    writeArrays(w, this.#metaPtrOffset);
+    w.numbers(this.#freeSlots);
+    w.num(this.#slotsUsed);
+    w.num(this.#regionCount);
+    w.num(this.#regionPages);
+
+    w.num(this.#nrFreePages);
+    w.array(this.#freeHead);
+    w.array(this.#freeChunks);
+
+    w.num(this.steps);
+    w.num(this.listChecks);
+    w.num(this.listOps);
+    w.num(this.buddyChecks);
+    w.num(this.bitmapWords);
+    w.num(this.memrVisits);
+    w.num(this.allocatedChunks);
+    w.num(this.allocatedPages);
+  }
+
+  /**
+   * Become the heap whose state `r` holds (from {@link saveState}), in place. Touches
+   * no page: the page source already holds the regions, with their slots in the
+   * private words.
+   *
+   * @throws {StateError} if the state does not read back or its tables do not fit
+   *   together (this heap is then unusable)
+   */
+  loadState(r: StateReader): void {
+    this.#slotFrame = r.array(Int32Array);
+    this.#slotOrder = r.array(Uint8Array);
+    this.#slotHeaderFrame = r.array(Int32Array);
+    this.#slotHeaderPages = r.array(Int32Array);
+    this.#slotSeq = r.array(Int32Array);
+    this.#next = readArrays(r, Int32Array);
+    this.#prev = readArrays(r, Int32Array);
+    this.#level = readArrays(r, Uint8Array);
+    this.#bitmap = readArrays(r, Uint32Array);
+    this.#metaNumPages = readArrays(r, Uint32Array);
+    this.#metaBase = readArrays(r, Int32Array);
+    this.#metaPtrOffset = readArrays(r, Uint32Array);
+    this.#freeSlots = r.numbers();
+    this.#slotsUsed = r.num();
+    this.#regionCount = r.num();
+    this.#regionPages = r.num();
+
+    this.#nrFreePages = r.num();
+    this.#freeHead = r.array(Int32Array);
+    this.#freeChunks = r.array(Float64Array);
+
+    this.steps = r.num();
+    this.listChecks = r.num();
+    this.listOps = r.num();
+    this.buddyChecks = r.num();
+    this.bitmapWords = r.num();
+    this.memrVisits = r.num();
+    this.allocatedChunks = r.num();
+    this.allocatedPages = r.num();
+    const problem = this.#shapeProblem();
+    if (problem !== null) {
+      throw new StateError(`A saved bbuddy heap does not fit together: ${problem}`);
+    }
+  }
+
+  /** What is wrong with the sizes of the loaded tables, or null. */
+  #shapeProblem(): string | null {
+    const slots = this.#slotFrame.length;
+    const used = this.#slotsUsed;
+    if (
+      slots === 0 || this.#slotOrder.length !== slots || this.#slotHeaderFrame.length !== slots ||
+      this.#slotHeaderPages.length !== slots || this.#slotSeq.length !== slots
+    ) {
+      return "the slot tables differ in length";
+    }
+    if (!Number.isInteger(used) || used < 0 || used > slots) {
+      return `${used} slots used of ${slots}`;
+    }
+    const perSlot = [
+      this.#next,
+      this.#prev,
+      this.#level,
+      this.#bitmap,
+      this.#metaNumPages,
+      this.#metaBase,
+      this.#metaPtrOffset,
+    ];
+    if (perSlot.some((arrays) => arrays.length !== used)) {
+      return `the page arrays are not one per used slot (${used})`;
+    }
+    for (let slot = 0; slot < used; slot++) {
+      const live = this.#slotFrame[slot] !== NIL;
+      const order = this.#slotOrder[slot]!;
+      if (live && order > REGION_ORDER_MAX) return `region ${slot} has order ${order}`;
+      const pages = live ? 2 ** order : 0;
+      for (let k = 0; k < perSlot.length; k++) {
+        const length = perSlot[k]![slot]!.length;
+        if (length !== (k === 3 ? Math.ceil(pages / 32) : pages)) {
+          return `region ${slot} has a page array of ${length} for ${pages} pages`;
+        }
+      }
+    }
+    if (this.#freeSlots.some((s) => !Number.isInteger(s) || s < 0 || s >= used)) {
+      return "a free slot is out of range";
+    }
+    if (this.#freeHead.length !== FREELIST_SIZE || this.#freeChunks.length !== FREELIST_SIZE) {
+      return `the free lists are not ${FREELIST_SIZE}`;
+    }
+    return null;
+  }
+
   // -- views and the debug walk ---------------------------------------------------
 
   /** The regions, lists and bitmap as plain data. */
@@ -843,4 +976,27 @@ export class BbuddyHeap {
     }
     return order;
   }
+}
+
+/** A list of typed arrays: their count, then each. */
+function writeArrays(
+  w: StateWriter,
+  arrays: readonly (Int32Array | Uint8Array | Uint32Array)[],
+): void {
+  w.num(arrays.length);
+  for (const a of arrays) w.array(a);
+}
+
+/** A list of typed arrays of one type, as {@link writeArrays} wrote it. */
+function readArrays<T extends Int32Array | Uint8Array | Uint32Array>(
+  r: StateReader,
+  ctor: new (length: number) => T,
+): T[] {
+  const count = r.num();
+  if (!Number.isInteger(count) || count < 0) {
+    throw new StateError(`A saved bbuddy heap lists ${count} page arrays`);
+  }
+  const arrays: T[] = [];
+  for (let i = 0; i < count; i++) arrays.push(r.array(ctor));
+  return arrays;
 }

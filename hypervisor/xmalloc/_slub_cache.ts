@@ -13,6 +13,7 @@
 
 import { DIRECTMAP_BASE_ADDRESS, PAGE_SIZE_BYTES } from "../../src/units.ts";
 import { grown } from "../../src/typed_array.ts";
+import { StateError, type StateReader, type StateWriter } from "../../src/state_codec.ts";
 import type { AllocFailureCause, PageSource } from "./engine.ts";
 import {
   type KmallocCacheGeometry,
@@ -85,6 +86,66 @@ export interface SlubCacheState {
   cpus: SlubCpuState[];
 }
 
+// -- saved state -------------------------------------------------------------------------
+
+/** Every failure cause a saved state may name (null is saved as ""). */
+const FAILURE_CAUSES: readonly AllocFailureCause[] = [
+  "quota",
+  "exhaustion",
+  "contiguity",
+  "unservable",
+];
+
+/** Write a failure cause, null as "". */
+export function writeFailureCause(w: StateWriter, cause: AllocFailureCause | null): void {
+  w.str(cause ?? "");
+}
+
+/**
+ * Read a failure cause written by {@link writeFailureCause}.
+ *
+ * @throws {StateError} if it names no cause
+ */
+export function readFailureCause(r: StateReader): AllocFailureCause | null {
+  const cause = r.str();
+  if (cause === "") return null;
+  if (!(FAILURE_CAUSES as readonly string[]).includes(cause)) {
+    throw new StateError(`A saved slub state names an unknown failure cause "${cause}"`);
+  }
+  return cause as AllocFailureCause;
+}
+
+/**
+ * Read a count written with `w.num`: an integer in [0, max].
+ *
+ * @throws {StateError} naming `what` otherwise
+ */
+export function readCount(r: StateReader, max: number, what: string): number {
+  const n = r.num();
+  if (!Number.isInteger(n) || n < 0 || n > max) {
+    throw new StateError(`A saved slub state has ${what} ${n}, expected an integer in [0, ${max}]`);
+  }
+  return n;
+}
+
+/**
+ * Check that a typed array read back has `length` elements.
+ *
+ * @throws {StateError} naming `what` otherwise
+ */
+export function expectLength<T extends { length: number }>(
+  array: T,
+  length: number,
+  what: string,
+): T {
+  if (array.length !== length) {
+    throw new StateError(
+      `A saved slub state has ${array.length} entries in ${what}, expected ${length}`,
+    );
+  }
+  return array;
+}
+
 /** A copy of `array` with `length` elements (the rest zero). */
 
 /**
@@ -147,6 +208,71 @@ export class SlabTable {
     this.#freeRows[this.#freeTop++] = row;
   }
 
+  /**
+   * Write the table: its capacity, every column whole (capacity rows, unused ones
+   * included), the stack of free rows and its top, and the high-water mark.
+   */
+  saveState(w: StateWriter): void {
+    w.num(this.capacity);
+    w.array(this.frame);
+    w.array(this.order);
+    w.array(this.cache);
+    w.array(this.objects);
+    w.array(this.inuse);
+    w.array(this.freelist);
+    w.array(this.state);
+    w.array(this.cpu);
+    w.array(this.next);
+    w.array(this.prev);
+    w.array(this.chain);
+    w.array(this.slot);
+    w.array(this.#freeRows);
+    w.num(this.#freeTop);
+    w.num(this.highWater);
+  }
+
+  /**
+   * Become the table `r` holds (from {@link saveState}), replacing every column.
+   *
+   * @throws {StateError} if it does not read back or its columns disagree on the capacity
+   */
+  loadState(r: StateReader): void {
+    const capacity = readCount(r, 2 ** 31 - 1, "a slab table capacity");
+    const column = <T extends { length: number }>(array: T, what: string): T =>
+      expectLength(array, capacity, `the slab table's ${what} column`);
+    const frame = column(r.array(Int32Array), "frame");
+    const order = column(r.array(Uint8Array), "order");
+    const cache = column(r.array(Uint8Array), "cache");
+    const objects = column(r.array(Uint16Array), "objects");
+    const inuse = column(r.array(Uint16Array), "inuse");
+    const freelist = column(r.array(Int16Array), "freelist");
+    const state = column(r.array(Uint8Array), "state");
+    const cpu = column(r.array(Int32Array), "cpu");
+    const next = column(r.array(Int32Array), "next");
+    const prev = column(r.array(Int32Array), "prev");
+    const chain = column(r.array(Int32Array), "chain");
+    const slot = column(r.array(Int32Array), "slot");
+    const freeRows = column(r.array(Int32Array), "free row");
+    const freeTop = readCount(r, capacity, "a free slab row count");
+    const highWater = readCount(r, capacity, "a slab table high-water mark");
+    this.capacity = capacity;
+    this.frame = frame;
+    this.order = order;
+    this.cache = cache;
+    this.objects = objects;
+    this.inuse = inuse;
+    this.freelist = freelist;
+    this.state = state;
+    this.cpu = cpu;
+    this.next = next;
+    this.prev = prev;
+    this.chain = chain;
+    this.slot = slot;
+    this.#freeRows = freeRows;
+    this.#freeTop = freeTop;
+    this.highWater = highWater;
+  }
+
   #grow(): void {
     const n = this.capacity * 2;
     this.frame = grown(this.frame, n);
@@ -193,6 +319,37 @@ export class SlubShared {
     this.callSteps++;
     this.stepTotals[kind]!++;
     if (kind >= STEP_NODE_PARTIAL_TAKE) this.callShared = true; // node list, new slab, discard
+  }
+
+  /**
+   * Write the shared state: the slab table, the step totals, the call in progress's
+   * steps, shared flag and failure cause (what `lastSharedAccess` reads), the pool
+   * pages and the order fallbacks. The page source is not saved: it is the context's.
+   */
+  saveState(w: StateWriter): void {
+    this.slabs.saveState(w);
+    w.array(this.stepTotals);
+    w.num(this.callSteps);
+    w.bool(this.callShared);
+    w.num(this.poolPages);
+    w.num(this.orderFallbacks);
+    writeFailureCause(w, this.failureCause);
+  }
+
+  /**
+   * Become the shared state `r` holds (from {@link saveState}); the page source stays.
+   *
+   * @throws {StateError} if it does not read back
+   */
+  loadState(r: StateReader): void {
+    this.slabs.loadState(r);
+    const stepTotals = r.array(Float64Array);
+    this.stepTotals.set(expectLength(stepTotals, this.stepTotals.length, "the step totals"));
+    this.callSteps = r.num();
+    this.callShared = r.bool();
+    this.poolPages = readCount(r, Number.MAX_SAFE_INTEGER, "a pool page count");
+    this.orderFallbacks = r.num();
+    this.failureCause = readFailureCause(r);
   }
 
   /** 2^order pages, or -1 with {@link failureCause} set (also for orders the machine lacks). */
@@ -336,6 +493,71 @@ export class KmemCache {
     // waits for all; the model runs them one after another, CPU 0 first.
     for (let cpu = 0; cpu < this.cpuSlab.length; cpu++) this.#flushCpuSlab(cpu);
     this.#doShrink();
+  }
+
+  /**
+   * Write the cache's state: its object arrays whole (every slot of the capacity),
+   * its per-CPU `c->slab`, `c->freelist` and `c->partial`, its node partial list
+   * (head, tail, `nr_partial`), its slab and live object counts, and its slot
+   * capacity, free-slot stack and top, and slot high-water mark. Its geometry is not
+   * saved: the engine's CPU count gives it.
+   */
+  saveState(w: StateWriter): void {
+    w.array(this.objNext);
+    w.array(this.objAllocated);
+    w.array(this.cpuSlab);
+    w.array(this.cpuFreelist);
+    w.array(this.cpuPartial);
+    w.num(this.partialHead);
+    w.num(this.partialTail);
+    w.num(this.nrPartial);
+    w.num(this.slabCount);
+    w.num(this.liveObjects);
+    w.num(this.#slotCapacity);
+    w.array(this.#freeSlots);
+    w.num(this.#freeSlotTop);
+    w.num(this.#slotHighWater);
+  }
+
+  /**
+   * Become the cache `r` holds (from {@link saveState}); its geometry and CPU count
+   * must be the saved cache's.
+   *
+   * @throws {StateError} if it does not read back or does not fit this cache's shape
+   */
+  loadState(r: StateReader): void {
+    const name = this.geometry.name;
+    const objNext = r.array(Int16Array);
+    const objAllocated = r.array(Uint8Array);
+    const cpus = this.cpuSlab.length;
+    const cpuSlab = expectLength(r.array(Int32Array), cpus, `${name}'s cpu slabs`);
+    const cpuFreelist = expectLength(r.array(Int32Array), cpus, `${name}'s cpu freelists`);
+    const cpuPartial = expectLength(r.array(Int32Array), cpus, `${name}'s cpu partial lists`);
+    const partialHead = r.num();
+    const partialTail = r.num();
+    const nrPartial = readCount(r, Number.MAX_SAFE_INTEGER, `${name}'s nr_partial`);
+    const slabCount = readCount(r, Number.MAX_SAFE_INTEGER, `${name}'s slab count`);
+    const liveObjects = readCount(r, Number.MAX_SAFE_INTEGER, `${name}'s live objects`);
+    const slotCapacity = readCount(r, 2 ** 31 - 1, `${name}'s slot capacity`);
+    expectLength(objNext, slotCapacity * this.stride, `${name}'s object links`);
+    expectLength(objAllocated, slotCapacity * this.stride, `${name}'s allocated bits`);
+    const freeSlots = expectLength(r.array(Int32Array), slotCapacity, `${name}'s free slots`);
+    const freeSlotTop = readCount(r, slotCapacity, `${name}'s free slot count`);
+    const slotHighWater = readCount(r, slotCapacity, `${name}'s slot high-water mark`);
+    this.objNext = objNext;
+    this.objAllocated = objAllocated;
+    this.cpuSlab.set(cpuSlab);
+    this.cpuFreelist.set(cpuFreelist);
+    this.cpuPartial.set(cpuPartial);
+    this.partialHead = partialHead;
+    this.partialTail = partialTail;
+    this.nrPartial = nrPartial;
+    this.slabCount = slabCount;
+    this.liveObjects = liveObjects;
+    this.#slotCapacity = slotCapacity;
+    this.#freeSlots = freeSlots;
+    this.#freeSlotTop = freeSlotTop;
+    this.#slotHighWater = slotHighWater;
   }
 
   /** Free every slab's pages (teardown). */

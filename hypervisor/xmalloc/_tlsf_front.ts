@@ -38,9 +38,18 @@ import {
   TlsfPool,
   XMEM_POOL_STRUCT_BYTES,
 } from "./_tlsf_pool.ts";
+import { StateError, type StateReader, type StateWriter } from "../../src/state_codec.ts";
 
 /** Private word of the control structure's first frame. */
 export const META_WORD = -0x7fff_ffff;
+
+/** The causes {@link TlsfFrontEnd.lastFailureCause} can hold, as a saved state names them. */
+const FAILURE_CAUSES: readonly AllocFailureCause[] = [
+  "quota",
+  "exhaustion",
+  "contiguity",
+  "unservable",
+];
 
 /** Front-end-independent half of a TLSF xmalloc engine. */
 export abstract class TlsfFrontEnd implements XmallocEngine {
@@ -221,6 +230,69 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
     this.#metaFrame = -1;
     this.wholePageCount = 0;
     this.wholeBlockCount = 0;
+  }
+
+  /**
+   * Write the engine's whole state, grouped as the class declares it: its name (so a
+   * state loads only into the same engine), the last call's results, whether the pool
+   * exists and then the pool's own state, the whole-page counts, the control
+   * structure's frame and the call counters. What `#resolve()` leaves for the rest of
+   * its call is not kept: every call that reads it resolves first. The pages are the
+   * page allocator's, saved with it (their private words say what each one is).
+   */
+  saveState(w: StateWriter): void {
+    w.str(this.name);
+    // the last call
+    w.num(this.lastSteps);
+    w.str(this.lastFailureCause ?? "");
+    w.bool(this.lastSharedAccess);
+    // the pool and the pages
+    w.bool(this.pool !== null);
+    this.pool?.saveState(w);
+    w.num(this.wholePageCount);
+    w.num(this.wholeBlockCount);
+    w.num(this.#metaFrame);
+    // counters
+    w.num(this.#allocCount);
+    w.num(this.#failedAllocCount);
+    w.num(this.#freeCount);
+  }
+
+  /**
+   * Become the engine whose state `r` holds (from {@link saveState}); for an engine
+   * just constructed, which has taken no page. Touches nothing in the page source: the
+   * pool and its control structure are already held there.
+   *
+   * @throws {StateError} if the state does not read back, is another engine's, or
+   *   disagrees with the pages the page source holds
+   */
+  protected loadState(r: StateReader): void {
+    const name = r.str();
+    if (name !== this.name) {
+      throw new StateError(`The state of a ${name} engine does not read back as ${this.name}`);
+    }
+    // the last call
+    this.lastSteps = r.num();
+    const cause = r.str();
+    if (cause !== "" && !(FAILURE_CAUSES as readonly string[]).includes(cause)) {
+      throw new StateError(`A saved ${name} engine has an unknown failure cause "${cause}"`);
+    }
+    this.lastFailureCause = cause === "" ? null : cause as AllocFailureCause;
+    this.lastSharedAccess = r.bool();
+    // the pool and the pages
+    this.pool = r.bool() ? TlsfPool.load(this.source, this.idleRegionAllowed, r) : null;
+    this.wholePageCount = r.num();
+    this.wholeBlockCount = r.num();
+    this.#metaFrame = r.num();
+    // counters
+    this.#allocCount = r.num();
+    this.#failedAllocCount = r.num();
+    this.#freeCount = r.num();
+
+    const problems = this.check();
+    if (problems.length > 0) {
+      throw new StateError(`A saved ${name} engine is not consistent: ${problems[0]}`);
+    }
   }
 
   /** tlsf_init(): the pool's control structure from the page allocator. */

@@ -5,7 +5,7 @@
  * (today's Xen) and `tlsf-2008` (Xen 3.4) front ends, whose pools are identical.
  *
  * Sections, in TLSF's own order: constants, data layout, block helpers, mapping
- * functions, list operations, pool operations, the debug walk.
+ * functions, list operations, pool operations, the saved state, the debug walk.
  *
  * ## Data layout
  * A region is one page from the page allocator (the pool's `grow_size` is PAGE_SIZE).
@@ -37,6 +37,7 @@
 
 import { frameToAddress, PAGE_SIZE_BYTES } from "../../src/units.ts";
 import { grown } from "../../src/typed_array.ts";
+import { StateError, type StateReader, type StateWriter } from "../../src/state_codec.ts";
 import type { PageSource } from "./engine.ts";
 
 // -- constants (xmalloc_tlsf.c, x86_64) ------------------------------------------
@@ -471,6 +472,84 @@ export class TlsfPool {
     this.#prevHdr = grown(this.#prevHdr, n);
     this.#freeNext = grown(this.#freeNext, n);
     this.#freePrev = grown(this.#freePrev, n);
+  }
+
+  // -- saved state (checkpoints, snapshots) ----------------------------------------
+
+  /**
+   * Write the pool's whole state, grouped as the class declares it: the region slots
+   * (frames, free-slot stack, slots used, region count), the header arrays whole (their
+   * capacity included), `struct xmem_pool`'s bitmaps and list heads, then the step and
+   * block counters. The mapping functions' results (`fl`, `sl`) are not kept: every
+   * search and insert sets them before reading them. The regions' pages are the page
+   * allocator's, saved with it (each region's private word holds its slot).
+   */
+  saveState(w: StateWriter): void {
+    // data layout
+    w.array(this.#slotFrame);
+    w.numbers(this.#freeSlots);
+    w.num(this.#slotsUsed);
+    w.num(this.#regionCount);
+    w.array(this.#sizeWord);
+    w.array(this.#prevHdr);
+    w.array(this.#freeNext);
+    w.array(this.#freePrev);
+    // struct xmem_pool
+    w.num(this.#flBitmap);
+    w.array(this.#slBitmap);
+    w.array(this.#matrix);
+    // counters
+    w.num(this.steps);
+    w.num(this.bitmapSearches);
+    w.num(this.listInserts);
+    w.num(this.listRemoves);
+    w.num(this.liveBlocks);
+    w.num(this.liveReservedBytes);
+  }
+
+  /**
+   * The pool whose state `r` holds (from {@link saveState}), built without touching
+   * `source`: its regions are already held there, with their slots as private words.
+   *
+   * @param source where the saved pool's regions are held
+   * @param idleRegionAllowed as the saved pool was built with
+   * @param r the state, at the pool's first field
+   * @throws {StateError} if the state does not read back or its arrays disagree in size
+   */
+  static load(source: PageSource, idleRegionAllowed: boolean, r: StateReader): TlsfPool {
+    const pool = new TlsfPool(source, idleRegionAllowed);
+    // data layout
+    pool.#slotFrame = r.array(Int32Array);
+    pool.#freeSlots = r.numbers();
+    pool.#slotsUsed = r.num();
+    pool.#regionCount = r.num();
+    pool.#sizeWord = r.array(Uint32Array);
+    pool.#prevHdr = r.array(Int32Array);
+    pool.#freeNext = r.array(Int32Array);
+    pool.#freePrev = r.array(Int32Array);
+    // struct xmem_pool
+    pool.#flBitmap = r.num();
+    pool.#slBitmap = r.array(Uint32Array);
+    pool.#matrix = r.array(Int32Array);
+    // counters
+    pool.steps = r.num();
+    pool.bitmapSearches = r.num();
+    pool.listInserts = r.num();
+    pool.listRemoves = r.num();
+    pool.liveBlocks = r.num();
+    pool.liveReservedBytes = r.num();
+
+    const headers = pool.#slotFrame.length * GRANULES_PER_REGION;
+    if (
+      [pool.#sizeWord, pool.#prevHdr, pool.#freeNext, pool.#freePrev]
+        .some((a) => a.length !== headers) ||
+      pool.#slotsUsed > pool.#slotFrame.length ||
+      pool.#slBitmap.length !== REAL_FLI ||
+      pool.#matrix.length !== REAL_FLI * MAX_SLI
+    ) {
+      throw new StateError("A saved TLSF pool's arrays disagree in size");
+    }
+    return pool;
   }
 
   // -- debug walk (in the spirit of tlsf_check) ------------------------------------

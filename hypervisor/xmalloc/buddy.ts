@@ -70,6 +70,7 @@
  */
 
 import { addressToFrame, frameToAddress, PAGE_SIZE_BYTES, pageOffset } from "../../src/units.ts";
+import { StateError, type StateReader, type StateWriter } from "../../src/state_codec.ts";
 import {
   type AllocFailureCause,
   assertAllocArgs,
@@ -112,6 +113,14 @@ const HEADER_WORD = -0x7fff_fffd;
 if (METADATA_IFPAGES_STRUCT_BYTES > METADATA_IFPAGES_BYTES) {
   throw new Error("ukalloc: struct metadata_ifpages must fit METADATA_IFPAGES_SIZE_POW2");
 }
+
+/** The causes {@link BuddyEngine.lastFailureCause} can hold. */
+const FAILURE_CAUSES: readonly AllocFailureCause[] = [
+  "quota",
+  "exhaustion",
+  "contiguity",
+  "unservable",
+];
 
 /** What the ukalloc glue asks bbuddy for, for one request. */
 export interface IfpagesRequest {
@@ -324,6 +333,72 @@ export class BuddyEngine implements XmallocEngine {
     this.#descriptorFrame = NIL;
   }
 
+  /**
+   * Write the engine's whole state, fields grouped as declared: the last call's
+   * answers (steps, failure cause, "" for none, shared access), the CPU count and
+   * region order it was built with, the bbuddy heap (see {@link BbuddyHeap.saveState}),
+   * the descriptor's frame and the call counters. The page source is the context's;
+   * `#resolve()`'s results are read only within the call that sets them.
+   */
+  saveState(w: StateWriter): void {
+    w.num(this.lastSteps);
+    w.str(this.lastFailureCause ?? "");
+    w.bool(this.lastSharedAccess);
+    w.num(this.#cpuCount);
+    w.num(this.#regionOrder);
+    this.#heap.saveState(w);
+    w.num(this.#descriptorFrame);
+    w.num(this.#allocCount);
+    w.num(this.#failedAllocCount);
+    w.num(this.#freeCount);
+  }
+
+  /**
+   * The engine whose state `r` holds (from {@link saveState}), touching nothing: the
+   * descriptor page and the regions are already the page source's, with their private
+   * words. The engine has the saved region order.
+   *
+   * @param context the saved engine's page source and CPU count
+   * @param r the state
+   * @param options if it names a region order, the saved one must be it
+   * @throws {StateError} if the state does not read back, is of another CPU count or
+   *   region order, or its tables do not fit together
+   */
+  static load(context: EngineContext, r: StateReader, options: BuddyOptions = {}): BuddyEngine {
+    const lastSteps = r.num();
+    const cause = r.str();
+    const lastSharedAccess = r.bool();
+    const cpuCount = r.num();
+    const regionOrder = r.num();
+    if (cause !== "" && !(FAILURE_CAUSES as readonly string[]).includes(cause)) {
+      throw new StateError(`A saved buddy engine has an unknown failure cause "${cause}"`);
+    }
+    if (cpuCount !== context.cpuCount) {
+      throw new StateError(
+        `A saved buddy engine of ${cpuCount} CPUs cannot load for ${context.cpuCount}`,
+      );
+    }
+    if (options.regionOrder !== undefined && regionOrder !== options.regionOrder) {
+      throw new StateError(
+        `A saved buddy engine has region order ${regionOrder}, expected ${options.regionOrder}`,
+      );
+    }
+    if (!Number.isInteger(regionOrder) || regionOrder < 0 || regionOrder > REGION_ORDER_MAX) {
+      throw new StateError(`A saved buddy engine has region order ${regionOrder}`);
+    }
+    // The constructor takes no page: the descriptor page is taken at the first allocation.
+    const engine = new BuddyEngine(context, { regionOrder });
+    engine.lastSteps = lastSteps;
+    engine.lastFailureCause = cause === "" ? null : cause as AllocFailureCause;
+    engine.lastSharedAccess = lastSharedAccess;
+    engine.#heap.loadState(r);
+    engine.#descriptorFrame = r.num();
+    engine.#allocCount = r.num();
+    engine.#failedAllocCount = r.num();
+    engine.#freeCount = r.num();
+    return engine;
+  }
+
   /** Regions, free lists and bitmaps as plain data (tests, debugging). */
   view(): BbuddyView {
     return this.#heap.view();
@@ -474,6 +549,7 @@ export function buddyEngineDescriptor(options: BuddyOptions = {}): EngineDescrip
         "per 64-bit bitmap word written, per memr node visited",
     },
     create: (context: EngineContext) => new BuddyEngine(context, { regionOrder }),
+    load: (context: EngineContext, r: StateReader) => BuddyEngine.load(context, r, { regionOrder }),
   };
 }
 

@@ -19,6 +19,7 @@
  */
 
 import type { BuddyPageAllocator, PageFailureCause } from "../page_allocator.ts";
+import type { StateReader, StateWriter } from "../../src/state_codec.ts";
 
 /**
  * Why an allocation failed: the page allocator's cause (`exhaustion`, `contiguity`),
@@ -285,6 +286,14 @@ export interface XmallocEngine {
 
   /** Give every page back to the page allocator (the pool is unusable afterwards). */
   destroy(): void;
+
+  /**
+   * Write the engine's whole state (every list, block, slot and counter that a later
+   * call or `stats()` can see; scratch values of one call need not be kept), for a
+   * checkpoint or a snapshot. The pages it holds are not part of it: they are the page
+   * allocator's, saved with it (their owners and private words included).
+   */
+  saveState(w: StateWriter): void;
 }
 
 /** How the registry describes and builds an engine. */
@@ -299,6 +308,16 @@ export interface EngineDescriptor {
   parameters: Record<string, number | string>;
   /** Build one pool. */
   create(context: EngineContext): XmallocEngine;
+  /**
+   * Build the pool whose state `r` holds (from `saveState`), touching nothing: its
+   * page source already holds the same pages with the same private words (the page
+   * allocator is saved and loaded with its owners and words). The context has the
+   * saved engine's CPU count. From then on every call answers as the saved engine's
+   * would have.
+   *
+   * @throws {StateError} if the state does not read back
+   */
+  load(context: EngineContext, r: StateReader): XmallocEngine;
 }
 
 /**

@@ -44,6 +44,7 @@ import {
   pageOffset,
 } from "../../src/units.ts";
 import { grown } from "../../src/typed_array.ts";
+import { StateError, type StateReader, type StateWriter } from "../../src/state_codec.ts";
 import {
   type AllocFailureCause,
   assertAllocArgs,
@@ -71,6 +72,14 @@ const STATE_USED = 2;
 const NIL = -1;
 /** Private word of a whole-page block's head: -(order + 1). */
 const WHOLE_WORD_BASE = -1;
+
+/** The causes {@link FirstFitEngine.lastFailureCause} can hold. */
+const FAILURE_CAUSES: readonly AllocFailureCause[] = [
+  "quota",
+  "exhaustion",
+  "contiguity",
+  "unservable",
+];
 
 /** The `first-fit` engine. */
 export class FirstFitEngine implements XmallocEngine {
@@ -214,6 +223,114 @@ export class FirstFitEngine implements XmallocEngine {
     this.#wholeBlocks = 0;
     this.#liveBlocks = 0;
     this.#liveBytes = 0;
+  }
+
+  /**
+   * Write the engine's whole state, fields grouped as declared: the last call's
+   * answers (steps, failure cause, "" for none, shared access), the CPU count, the
+   * page slots (frames, free-slot stack, slots used, pages), the header tables whole
+   * with their spare capacity, the free list's head and length, then the counters.
+   * The page source is the context's; `#resolve()`'s results are read only within
+   * the call that sets them.
+   */
+  saveState(w: StateWriter): void {
+    w.num(this.lastSteps);
+    w.str(this.lastFailureCause ?? "");
+    w.bool(this.lastSharedAccess);
+    w.num(this.#cpuCount);
+    w.array(this.#slotFrame);
+    w.numbers(this.#freeSlots);
+    w.num(this.#slotsUsed);
+    w.num(this.#poolPages);
+    w.array(this.#blockBytes);
+    w.array(this.#state);
+    w.array(this.#next);
+    w.array(this.#prev);
+    w.num(this.#freeHead);
+    w.num(this.#freeLength);
+    w.num(this.#wholePages);
+    w.num(this.#wholeBlocks);
+    w.num(this.#liveBlocks);
+    w.num(this.#liveBytes);
+    w.num(this.#allocCount);
+    w.num(this.#failedAllocCount);
+    w.num(this.#freeCount);
+    w.num(this.#nodesVisited);
+  }
+
+  /**
+   * The engine whose state `r` holds (from {@link saveState}), touching nothing: its
+   * pages (list pages with their slots, whole-page blocks with their orders, in the
+   * private words) are already the page source's.
+   *
+   * @param context the saved engine's page source and CPU count
+   * @param r the state
+   * @throws {StateError} if the state does not read back, is of another CPU count,
+   *   or its tables do not fit together
+   */
+  static load(context: EngineContext, r: StateReader): FirstFitEngine {
+    // The constructor takes no page: pages are taken by allocations only.
+    const engine = new FirstFitEngine(context);
+    engine.lastSteps = r.num();
+    const cause = r.str();
+    engine.lastSharedAccess = r.bool();
+    const cpuCount = r.num();
+    engine.#slotFrame = r.array(Int32Array);
+    engine.#freeSlots = r.numbers();
+    engine.#slotsUsed = r.num();
+    engine.#poolPages = r.num();
+    engine.#blockBytes = r.array(Uint16Array);
+    engine.#state = r.array(Uint8Array);
+    engine.#next = r.array(Int32Array);
+    engine.#prev = r.array(Int32Array);
+    engine.#freeHead = r.num();
+    engine.#freeLength = r.num();
+    engine.#wholePages = r.num();
+    engine.#wholeBlocks = r.num();
+    engine.#liveBlocks = r.num();
+    engine.#liveBytes = r.num();
+    engine.#allocCount = r.num();
+    engine.#failedAllocCount = r.num();
+    engine.#freeCount = r.num();
+    engine.#nodesVisited = r.num();
+    if (cause !== "" && !(FAILURE_CAUSES as readonly string[]).includes(cause)) {
+      throw new StateError(`A saved first-fit engine has an unknown failure cause "${cause}"`);
+    }
+    engine.lastFailureCause = cause === "" ? null : cause as AllocFailureCause;
+    if (cpuCount !== context.cpuCount) {
+      throw new StateError(
+        `A saved first-fit engine of ${cpuCount} CPUs cannot load for ${context.cpuCount}`,
+      );
+    }
+    const problem = engine.#shapeProblem();
+    if (problem !== null) {
+      throw new StateError(`A saved first-fit engine does not fit together: ${problem}`);
+    }
+    return engine;
+  }
+
+  /** What is wrong with the sizes of the loaded tables, or null. */
+  #shapeProblem(): string | null {
+    const slots = this.#slotFrame.length;
+    const headers = slots * GRANULES_PER_PAGE;
+    if (
+      slots === 0 || this.#blockBytes.length !== headers || this.#state.length !== headers ||
+      this.#next.length !== headers || this.#prev.length !== headers
+    ) {
+      return `the header tables do not have ${GRANULES_PER_PAGE} entries per page slot`;
+    }
+    const used = this.#slotsUsed;
+    if (!Number.isInteger(used) || used < 0 || used > slots) {
+      return `${used} slots used of ${slots}`;
+    }
+    if (this.#freeSlots.some((s) => !Number.isInteger(s) || s < 0 || s >= used)) {
+      return "a free slot is out of range";
+    }
+    const head = this.#freeHead;
+    if (head !== NIL && !(Number.isInteger(head) && head >= 0 && head < used * GRANULES_PER_PAGE)) {
+      return `the free list starts at header ${head}, out of range`;
+    }
+    return null;
   }
 
   // -- the free list ----------------------------------------------------------------
@@ -520,4 +637,5 @@ export const firstFitEngine: EngineDescriptor = {
     free_list: "one global LIFO list, first fit from the head; xfree walks all of it",
   },
   create: (context: EngineContext) => new FirstFitEngine(context),
+  load: (context: EngineContext, r: StateReader) => FirstFitEngine.load(context, r),
 };

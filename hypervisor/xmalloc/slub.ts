@@ -77,6 +77,7 @@
 
 import { DIRECTMAP_BASE_ADDRESS, getOrderFromBytes, PAGE_SIZE_BYTES } from "../../src/units.ts";
 import { grown } from "../../src/typed_array.ts";
+import { StateError, type StateReader, type StateWriter } from "../../src/state_codec.ts";
 import {
   type AllocFailureCause,
   assertAllocArgs,
@@ -109,12 +110,16 @@ import {
   SLUB_STEPS_DEFINITION,
 } from "./_slub_geometry.ts";
 import {
+  expectLength,
   KmemCache,
   NIL,
+  readCount,
+  readFailureCause,
   SLAB_UNUSED,
   type SlubCacheState,
   SlubShared,
   STATE_NAMES,
+  writeFailureCause,
 } from "./_slub_cache.ts";
 
 export {
@@ -467,7 +472,82 @@ export class SlubEngine implements XmallocEngine {
     this.#liveReservedBytes = 0;
   }
 
+  /**
+   * Write the engine's whole state, in this order: its CPU count (which fixes every
+   * cache's geometry), the last call's steps and failure cause, the shared state
+   * (slab table, step totals, the last call's shared flag, pool pages, order
+   * fallbacks), each cache in {@link KMALLOC_CACHE_SIZES} order, the large-block
+   * table (frames, orders and free-index stack whole, its top, high-water mark and
+   * count, whole pages) and the counters. The page source and the pages are not
+   * saved: they are the context's and the page allocator's.
+   */
+  saveState(w: StateWriter): void {
+    w.num(this.cpuCount);
+    w.num(this.#lastSteps);
+    writeFailureCause(w, this.#lastFailureCause);
+    this.#sh.saveState(w);
+    for (const cache of this.#caches) cache.saveState(w);
+    w.array(this.#largeFrame);
+    w.array(this.#largeOrder);
+    w.array(this.#largeFree);
+    w.num(this.#largeFreeTop);
+    w.num(this.#largeHighWater);
+    w.num(this.#largeCount);
+    w.num(this.#wholePages);
+    w.num(this.#allocCount);
+    w.num(this.#failedAllocCount);
+    w.num(this.#freeCount);
+    w.num(this.#liveReservedBytes);
+  }
+
+  /**
+   * The engine whose state `r` holds (from {@link saveState}), over `context`'s page
+   * source, which must already hold the saved engine's pages with their private
+   * words. Touches no page: the constructor takes none (caches make slabs on demand),
+   * and the state then replaces every table it built.
+   *
+   * @param context the page source and the saved engine's CPU count
+   * @param r the saved state
+   * @throws {StateError} if the state does not read back or was saved with another
+   *   CPU count
+   * @throws {RangeError} on a CPU count out of range
+   */
+  static load(context: EngineContext, r: StateReader): SlubEngine {
+    const engine = new SlubEngine(context);
+    engine.#loadState(r);
+    return engine;
+  }
+
   // -- internals ------------------------------------------------------------------------
+
+  /** Read the fields {@link saveState} writes, in its order, into this fresh engine. */
+  #loadState(r: StateReader): void {
+    const cpuCount = r.num();
+    if (cpuCount !== this.cpuCount) {
+      throw new StateError(
+        `A slub state saved with ${cpuCount} CPUs cannot load into ${this.cpuCount} CPUs`,
+      );
+    }
+    this.#lastSteps = r.num();
+    this.#lastFailureCause = readFailureCause(r);
+    this.#sh.loadState(r);
+    for (const cache of this.#caches) cache.loadState(r);
+    const largeFrame = r.array(Int32Array);
+    const capacity = largeFrame.length;
+    const largeOrder = expectLength(r.array(Int16Array), capacity, "the large block orders");
+    const largeFree = expectLength(r.array(Int32Array), capacity, "the free large indices");
+    this.#largeFrame = largeFrame;
+    this.#largeOrder = largeOrder;
+    this.#largeFree = largeFree;
+    this.#largeFreeTop = readCount(r, capacity, "a free large index count");
+    this.#largeHighWater = readCount(r, capacity, "a large block high-water mark");
+    this.#largeCount = readCount(r, capacity, "a large block count");
+    this.#wholePages = readCount(r, Number.MAX_SAFE_INTEGER, "a whole page count");
+    this.#allocCount = r.num();
+    this.#failedAllocCount = r.num();
+    this.#freeCount = r.num();
+    this.#liveReservedBytes = r.num();
+  }
 
   #newCaches(): KmemCache[] {
     return this.geometry.map((g, i) => new KmemCache(i, g, this.cpuCount, this.#sh));
@@ -653,5 +733,8 @@ export const slubEngine: EngineDescriptor = {
   },
   create(context: EngineContext): XmallocEngine {
     return new SlubEngine(context);
+  },
+  load(context: EngineContext, r: StateReader): XmallocEngine {
+    return SlubEngine.load(context, r);
   },
 };

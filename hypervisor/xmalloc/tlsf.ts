@@ -21,6 +21,7 @@ import {
   PAGE_SIZE_BYTES,
 } from "../../src/units.ts";
 import type { EngineContext, EngineDescriptor } from "./engine.ts";
+import type { StateReader } from "../../src/state_codec.ts";
 import {
   MAX_POOL_BLOCK_BYTES,
   MEM_ALIGN_BYTES,
@@ -38,6 +39,20 @@ export class TlsfEngine extends TlsfFrontEnd {
   /** @param context page source and CPU count */
   constructor(context: EngineContext) {
     super(context);
+  }
+
+  /**
+   * The engine whose state `r` holds (from `saveState`), built without touching the
+   * page source, which already holds its pages with their private words.
+   *
+   * @param context the saved engine's page source (loaded) and CPU count
+   * @param r the state
+   * @throws {StateError} if the state does not read back or is not consistent
+   */
+  static load(context: EngineContext, r: StateReader): TlsfEngine {
+    const engine = new TlsfEngine(context);
+    engine.loadState(r);
+    return engine;
   }
 
   /** `_xmalloc()`: pool for size < PAGE_SIZE, else (or on failure) whole pages. */
@@ -114,4 +129,5 @@ export const tlsfEngine: EngineDescriptor = {
     whole_pages: "size >= 4096, or the pool cannot serve it; tail beyond PFN_UP(size) freed",
   },
   create: (context) => new TlsfEngine(context),
+  load: (context, r) => TlsfEngine.load(context, r),
 };

@@ -22,6 +22,7 @@
 
 import { frameToAddress, getOrderFromBytes, PAGE_SIZE_BYTES } from "../../src/units.ts";
 import type { EngineContext, EngineDescriptor } from "./engine.ts";
+import type { StateReader } from "../../src/state_codec.ts";
 import {
   BHDR_OVERHEAD_BYTES,
   MAX_POOL_BLOCK_BYTES,
@@ -43,6 +44,20 @@ export class Tlsf2008Engine extends TlsfFrontEnd {
   /** @param context page source and CPU count */
   constructor(context: EngineContext) {
     super(context);
+  }
+
+  /**
+   * The engine whose state `r` holds (from `saveState`), built without touching the
+   * page source, which already holds its pages with their private words.
+   *
+   * @param context the saved engine's page source (loaded) and CPU count
+   * @param r the state
+   * @throws {StateError} if the state does not read back or is not consistent
+   */
+  static load(context: EngineContext, r: StateReader): Tlsf2008Engine {
+    const engine = new Tlsf2008Engine(context);
+    engine.loadState(r);
+    return engine;
   }
 
   /** tlsf_create_memory_pool(): the initial one-page region. */
@@ -113,4 +128,5 @@ export const tlsf2008Engine: EngineDescriptor = {
     whole_pages: "size >= 4064: order get_order_from_bytes(size + 16), header in front",
   },
   create: (context) => new Tlsf2008Engine(context),
+  load: (context, r) => Tlsf2008Engine.load(context, r),
 };

@@ -12,7 +12,7 @@
 import { parseArgs } from "node:util";
 import { MiB } from "../units.ts";
 import { assertMachineBytes, Hypervisor } from "../../hypervisor/hypervisor.ts";
-import { createControlPlane } from "../../hypervisor/control_plane/app.ts";
+import { CHECKPOINT_EVERY_OPS, createControlPlane } from "../../hypervisor/control_plane/app.ts";
 import { newAdminToken, TOKEN_PATTERN } from "../../hypervisor/control_plane/auth.ts";
 import { ENGINE_NAMES } from "../../hypervisor/xmalloc/registry.ts";
 import { Journal } from "../../hypervisor/journal.ts";
@@ -20,7 +20,7 @@ import { Journal } from "../../hypervisor/journal.ts";
 const USAGE = `heapvisor serve: the control plane over HTTP
 
 Usage: deno task serve [--host 127.0.0.1] [--port 8080] [--engine tlsf] [--machine-mib 1024]
-                       [--data heapvisor-data [--data-max-mib N] | --ephemeral]
+                       [--data heapvisor-data [--data-max-mib N] [--checkpoint-ops N] | --ephemeral]
 
   --host H          address to listen on (default 127.0.0.1: loopback only)
   --port N          port, 0 for any free one (default 8080)
@@ -32,6 +32,11 @@ Usage: deno task serve [--host 127.0.0.1] [--port 8080] [--engine tlsf] [--machi
   --data-max-mib N  cap DIR/journal.db at N MiB (default: no cap). When it is full, as when the
                     disk is, the change gets 503 journal_unavailable, later changes too, reads
                     still work; restart with more room. A journal already full does not start.
+  --checkpoint-ops N
+                    take a checkpoint of the journal every N journaled operations (default
+                    ${CHECKPOINT_EVERY_OPS}; 0: never): the whole state is saved and the rows before it
+                    deleted, so start-up time and the journal's size follow the state, not
+                    the history
   --ephemeral       keep nothing: state lives in memory and ends with the process
 
 The admin token is HEAPVISOR_ADMIN_TOKEN (16..512 letters, digits or -._~+/) if set, else a new
@@ -55,6 +60,7 @@ if (import.meta.main) {
         "machine-mib": { type: "string", default: "1024" },
         data: { type: "string" },
         "data-max-mib": { type: "string" },
+        "checkpoint-ops": { type: "string" },
         ephemeral: { type: "boolean", default: false },
         help: { type: "boolean", short: "h" },
       },
@@ -96,6 +102,17 @@ if (import.meta.main) {
       fail(`Invalid --data-max-mib "${maxMibText}": expected a positive integer (MiB)`);
     }
   }
+  const checkpointText = values["checkpoint-ops"];
+  let checkpointEvery = CHECKPOINT_EVERY_OPS;
+  if (checkpointText !== undefined) {
+    if (values.ephemeral) {
+      fail("--checkpoint-ops checkpoints the journal of --data: not with --ephemeral");
+    }
+    checkpointEvery = /^\d+$/.test(checkpointText) ? Number(checkpointText) : NaN;
+    if (!(Number.isSafeInteger(checkpointEvery) && checkpointEvery >= 0)) {
+      fail(`Invalid --checkpoint-ops "${checkpointText}": expected an integer >= 0 (0: never)`);
+    }
+  }
   const adminToken = fromEnv ?? newAdminToken();
   const hypervisor = new Hypervisor({ engine: values.engine, machineBytes: MiB(mib) });
   const shutdown = new AbortController();
@@ -134,6 +151,7 @@ if (import.meta.main) {
     adminToken,
     signal: shutdown.signal,
     ...(journal ? { journal } : {}),
+    checkpointEvery,
   });
   if (journal !== undefined) {
     try {
@@ -142,8 +160,11 @@ if (import.meta.main) {
         if (hash === null) tokens.revokeTenant(tenant);
         else tokens.restoreTenantTokenHash(tenant, hash);
       });
+      const from = r.checkpoint === null
+        ? ""
+        : `(its checkpoint after row ${r.checkpoint}, then the rows after it) `;
       restored = `restored ${r.ops} operations, ${r.domains} domains from ${dataDir}/journal.db ` +
-        `in ${Math.round(performance.now() - t0)} ms (checked)` +
+        `${from}in ${Math.round(performance.now() - t0)} ms (checked)` +
         (maxMibText === undefined ? "" : `; journal capped at ${Number(maxMibText)} MiB`);
     } catch (e) {
       console.error(`serve: ${(e as Error).message}`);

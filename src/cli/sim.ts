@@ -42,7 +42,11 @@ import type { FetchLike } from "../../guests/client.ts";
 import { SMP_WORKLOADS } from "../../guests/smp_workloads.ts";
 import { renderScenario, renderSpecialisation } from "./_scenario_render.ts";
 import { type FromSnapshotRun, runFromSnapshot } from "../../guests/from_snapshot.ts";
-import { parseSnapshotDocument, SnapshotError } from "../../hypervisor/snapshot.ts";
+import {
+  parseSnapshotDocument,
+  SnapshotError,
+  snapshotStateBytes,
+} from "../../hypervisor/snapshot.ts";
 import { PeakPageMap, sampleFootprint } from "../report/data.ts";
 import { writeReport } from "../report/html.ts";
 
@@ -739,7 +743,9 @@ async function fromSnapshotCommand(flags: Flags, out: string[]): Promise<void> {
         `scale=${scale}`,
       `snapshot: a ${content.domain.engine} heap of ${content.domain.vcpus} vCPUs: ` +
         `${h.live_blocks} live blocks, ${h.requested_bytes} bytes, ${h.pages_held} pages, ` +
-        `after ${content.history.ops} operations`,
+        (content.history !== undefined
+          ? `after ${content.history.ops} operations (version 1: its history)`
+          : `state ${(snapshotStateBytes(content) / 1024).toFixed(0)} KiB`),
     );
     flush(out);
   }
@@ -770,7 +776,7 @@ async function fromSnapshotCommand(flags: Flags, out: string[]): Promise<void> {
     `At the start (machine ${result.machine_mib} MiB)`,
     renderTable(header, [
       row("start", (r) => r.start),
-      row("history calls not served", (r) => r.start_unserved),
+      row("start calls not served", (r) => r.start_unserved),
       row("pages held", (r) => r.start_pages),
       row("live blocks", (r) => r.start_live_blocks),
       row("overhead ratio", (r) => r.start_overhead_ratio),
