@@ -269,6 +269,7 @@ export class Journal {
   /** The cap in pages (SQLite's max_page_count) and the page size; null: no cap. */
   #cap: { pages: number; pageSize: number } | null = null;
   #lastSeq: number;
+  #opsSinceCheckpoint = 0;
 
   /**
    * Open (creating if needed) the log at `path`, or an in-memory one at `":memory:"`.
@@ -329,6 +330,14 @@ export class Journal {
     this.#lastSeq = last.seq ?? 0;
   }
 
+  /**
+   * Operations logged since the latest checkpoint: those a replay applied after it,
+   * plus those appended since (a journal opened without a replay counts from 0).
+   */
+  get opsSinceCheckpoint(): number {
+    return this.#opsSinceCheckpoint;
+  }
+
   /** The row the latest checkpoint was taken after (0: none). */
   get checkpointSeq(): number {
     const row = this.#db.prepare("SELECT max(seq) AS seq FROM checkpoints").get() as {
@@ -377,6 +386,7 @@ export class Journal {
       if (sqliteFailure(e) === "full") throw this.#fullError(e, state.length, "append");
       throw e;
     }
+    this.#opsSinceCheckpoint = 0;
     // Fold the WAL into the database and truncate it, so the -wal file stays small.
     this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     return state.length;
@@ -492,6 +502,7 @@ export class Journal {
       throw e;
     }
     this.#lastSeq = seq;
+    this.#opsSinceCheckpoint += ops.length;
   }
 
   /**
@@ -605,6 +616,7 @@ export class Journal {
     if (problems.length > 0) {
       throw new JournalError(`Journal replay left a broken heap: ${problems.join("; ")}`);
     }
+    this.#opsSinceCheckpoint = count;
     return {
       ops: count,
       domains: tenancy.domains().length,

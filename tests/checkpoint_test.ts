@@ -227,3 +227,40 @@ Deno.test("checkpoint: the journal's rows stay bounded by the checkpoint interva
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("checkpoint: operations since the last checkpoint count across restarts", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "heapvisor-checkpoint-" });
+  try {
+    const path = `${dir}/journal.db`;
+    const run = async (batches: number, first: boolean) => {
+      const hv = machine();
+      const journal = new Journal(path);
+      const plane = createControlPlane(hv, { adminToken: ADMIN, journal, checkpointEvery: 500 });
+      const summary = journal.replay(hv.tenancy, hv.pages, (t, h) => {
+        if (h !== null) plane.tokens.restoreTenantTokenHash(t, h);
+      });
+      const admin = ControlPlaneClient.inProcess(plane.app, ADMIN);
+      if (first) {
+        const t = await admin.createTenant({ name: "a", max_domains: 1, max_pages: 4096 });
+        await admin.withToken(t.token).createDomain({ name: "d", vcpus: 1, max_pages: 4096 });
+      }
+      for (let b = 0; b < batches; b++) {
+        await admin.batch(1, [{ op: "alloc", size: 64 }, { op: "free", ref: 0 }]);
+      }
+      const seen = {
+        replayed: summary.ops,
+        since: journal.opsSinceCheckpoint,
+        at: journal.checkpointSeq,
+      };
+      journal.close();
+      return seen;
+    };
+    const first = await run(150, true); // 300 memory operations (+3): under 500
+    assert.equal(first.at, 0, "no checkpoint yet");
+    const second = await run(150, false); // 300 more: over 500 in all
+    assert.equal(second.replayed, first.since, "the replay counts what the first run logged");
+    assert.ok(second.at > 0, "the count went on across the restart, and a checkpoint was taken");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -184,24 +184,24 @@ export function createControlPlane(
    * later change. Without a journal nothing is built: the hot path pays nothing.
    */
   const checkpointEvery = options.checkpointEvery ?? CHECKPOINT_EVERY_OPS;
-  let sinceCheckpoint = 0;
+  let checkpointRetryAt = 0; // after a failed checkpoint: the count to try again at
   const record = (entries: () => JournalOp[]): void => {
     if (journal === undefined) return;
-    const ops = entries();
     try {
-      journal.append(ops);
+      journal.append(entries());
     } catch (e) {
       journalFault = (e as Error).message;
       console.error(`control plane: journal append failed: ${journalFault}`);
       fail(503, "journal_unavailable", `Not durable, so not done: ${journalFault}`);
     }
-    sinceCheckpoint += ops.length;
-    if (checkpointEvery > 0 && sinceCheckpoint >= checkpointEvery) {
-      sinceCheckpoint = 0;
+    const since = journal.opsSinceCheckpoint; // counted across restarts (replay sets it)
+    if (checkpointEvery > 0 && since >= checkpointEvery && since >= checkpointRetryAt) {
       try {
         journal.checkpoint(hypervisor, tenantTokenHashes());
+        checkpointRetryAt = 0;
       } catch (e) {
         // The operation is durable already; the journal keeps its rows. Retried later.
+        checkpointRetryAt = since + checkpointEvery;
         console.error(`control plane: checkpoint failed (retried later): ${(e as Error).message}`);
       }
     }
