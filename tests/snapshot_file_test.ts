@@ -5,10 +5,15 @@
 import assert from "node:assert/strict";
 import { Tenancy } from "../hypervisor/domains.ts";
 import { BuddyPageAllocator } from "../hypervisor/page_allocator.ts";
-import { parseSnapshotDocument, type SnapshotDocument } from "../hypervisor/snapshot.ts";
+import {
+  parseSnapshotDocument,
+  type SnapshotDocument,
+  snapshotDocument,
+} from "../hypervisor/snapshot.ts";
 import { ENGINE_NAMES } from "../hypervisor/xmalloc/registry.ts";
 
 const FIXTURE = new URL("./fixtures/snapshots/warm-tlsf-v1.json", import.meta.url).pathname;
+const FIXTURE_V2 = new URL("./fixtures/snapshots/warm-tlsf-v2.json", import.meta.url).pathname;
 const SIM = new URL("../src/cli/sim.ts", import.meta.url).pathname;
 
 function fixture(): SnapshotDocument {
@@ -37,6 +42,25 @@ Deno.test("snapshot file v1: still restores the heap it lists, block for block",
   assert.deepEqual(c.heap, doc.heap);
   assert.deepEqual(c.blocks, doc.blocks);
   assert.equal(d.stats().pages_held, doc.heap.pages_held);
+});
+
+Deno.test("snapshot files v1 and v2 of the same heap: restored, they are the same heap, state for state", () => {
+  const v1 = fixture();
+  const v2: SnapshotDocument = JSON.parse(Deno.readTextFileSync(FIXTURE_V2));
+  assert.equal(v2.version, 2);
+  const restore = (doc: SnapshotDocument) => {
+    const tenancy = new Tenancy(new BuddyPageAllocator(doc.machine.frames), "tlsf");
+    const t = tenancy.createTenant("t", { maxDomains: 1, maxPages: 1 << 20 });
+    const snap = tenancy.importSnapshot(t.id, parseSnapshotDocument(doc));
+    return tenancy.restoreDomain(t.id, { name: "warm", fromSnapshot: snap.id }).snapshotContent();
+  };
+  const a = restore(v1); // by replaying its history
+  const b = restore(v2); // by loading its state
+  assert.deepEqual(a.heap, b.heap);
+  assert.deepEqual(a.blocks, b.blocks);
+  assert.deepEqual(a.state!.engine, b.state!.engine, "the engines' states are the same bytes");
+  assert.deepEqual(a.state!.pages, b.state!.pages, "the pool pages and their words too");
+  assert.deepEqual(snapshotDocument(b), v2, "and it exports as the same file");
 });
 
 Deno.test("sim --from-snapshot: each engine starts from the snapshot's heap, then runs the workload", async () => {
