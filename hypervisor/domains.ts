@@ -446,7 +446,8 @@ export class Domain {
   }
 
   /**
-   * Rebuild the pool from `c`: replay its history on the recorded page answers, check
+   * Rebuild the pool from `c` (version 2: the engine is loaded, its live blocks go on
+   * the books; version 1: its history is replayed on the recorded page answers), check
    * the heap against it, then have the machine back it and reserve its pages.
    */
   #restore(c: SnapshotContent, verifyOnly: boolean): void {
@@ -1039,7 +1040,7 @@ export class Tenancy {
     if (spec.engine !== undefined && spec.engine !== c.domain.engine) {
       throw new RangeError(
         `Snapshot ${snap.id} is a ${c.domain.engine} heap: it restores into ${c.domain.engine}, ` +
-          `not ${spec.engine} (to run its history on other engines: sim --from-snapshot)`,
+          `not ${spec.engine} (to start other engines from it: sim --from-snapshot)`,
       );
     }
     if (spec.vcpus !== undefined && spec.vcpus !== c.domain.vcpus) {
@@ -1076,7 +1077,7 @@ export class Tenancy {
   }
 
   /**
-   * Keep an imported snapshot for tenant `tenantId`, after checking that its history
+   * Keep an imported snapshot for tenant `tenantId`, after checking that its state
    * rebuilds its heap (in a scratch space: the machine is not touched).
    *
    * @throws {NotFoundError} if there is no such tenant

@@ -2,50 +2,52 @@
  * Snapshots of a domain's heap: what they hold, the file they are shared as, and the
  * page source a restored heap runs on.
  *
- * ## What a snapshot is
+ * ## What a snapshot is (version 2)
  *
- * The model is deterministic, so a heap is fully described by the calls that built it
- * and by what the page allocator answered its pool: an engine given the same calls
- * and the same answers makes the same blocks at the same addresses, with the same
- * free lists. A snapshot is therefore the domain's **history** ({@link OpHistory}):
- *
- * - every memory operation on its pool, in order, served or not (size, alignment,
- *   vCPU; the address freed or resized), and the reservation after each reservation
- *   change (it sets the pool's page quota);
- * - every answer the machine's page allocator gave the pool (the frame of each page
- *   request or why it failed, and each "largest free order" asked), recorded by
- *   `PageSource.responses`.
- *
- * Per operation that is 16 bytes (24 for a resize), plus 4 bytes per page request;
- * it is kept from the domain's creation, freed with the domain, and shared (not
- * copied) by the snapshots taken of it. A snapshot also records what the heap must
- * look like (pages by use, live blocks with their bytes and vCPU), and every restore
- * is checked against it.
+ * The heap's **state**: the engine's (`XmallocEngine.saveState`: every list, block,
+ * slot and counter) and its pool's pages as the page allocator holds them: each block
+ * (frame, order) and every non-zero private word of its frames ({@link savePoolPages}).
+ * Its size follows the heap, not the calls that built it. A snapshot also records
+ * what the heap must look like (pages by use, live blocks with their bytes and vCPU),
+ * and every restore is checked against it.
  *
  * ## Restoring: same addresses, same fragmentation
  *
- * A restored domain replays the history with a {@link ForkPageSource}: its pool gets
- * a private frame space the size of the source's machine, and each page request
- * during the replay is given the very frame the source got (claimed with
- * `BuddyPageAllocator.allocAt`), so every block, free list and page word is the
- * source's, at the source's addresses. The machine then backs each page block the
- * heap holds with a real block of the same order, counted under the new domain (a
- * guest sees its heap through that map, as a Xen guest sees machine frames through
- * its physical-to-machine table). After the restore the pool's new page requests are
- * served by the machine and given a frame of the private space, so the two domains'
- * addresses never collide in their own spaces.
+ * A restored domain's pool gets a private frame space the size of the source's
+ * machine ({@link ForkPageSource}); the saved blocks are claimed there at the very
+ * frames the source held (`BuddyPageAllocator.allocAt`) with their words, and the
+ * engine is loaded on it (`EngineDescriptor.load`), so every block, free list and
+ * page word is the source's, at the source's addresses. The machine then backs each
+ * page block the heap holds with a real block of the same order, counted under the new
+ * domain (a guest sees its heap through that map, as a Xen guest sees machine frames
+ * through its physical-to-machine table). After the restore the pool's new page
+ * requests are served by the machine and given a frame of the private space, so the
+ * two domains' addresses never collide in their own spaces.
  *
  * A restore starts the new domain's books at the snapshot: its live blocks, bytes and
  * pages are the snapshot's; its call counts, steps, latency and lock wait count from
  * zero (they describe what happens after the fork, the figures two forks are compared
  * on).
  *
+ * ## Version 1: a history
+ *
+ * Files written before version 2 hold the domain's **history** instead
+ * ({@link OpHistory}): every pool operation in order, served or not, the reservation
+ * after each change, and every answer the page allocator gave the pool (the frame of
+ * each page request or why it failed, and each "largest free order" asked). The model
+ * is deterministic, so an engine given the same calls and the same answers makes the
+ * same heap: such a file is restored by replaying its history with a
+ * {@link ForkPageSource} that answers each page request with the recorded frame.
+ * Restored, a version-1 and a version-2 file of the same heap give byte-identical
+ * engine states (tests/snapshot_file_test.ts).
+ *
  * ## The file
  *
  * {@link SnapshotDocument} is the JSON file a snapshot is exported as and imported
- * from (`format` "heapvisor-snapshot", `version` {@link SNAPSHOT_VERSION}); see the
- * README's "Snapshot file format". A CRC-32 of the document guards against damage in
- * transit; the restore check guards against a history that does not rebuild its heap.
+ * from (`format` "heapvisor-snapshot", `version` {@link SNAPSHOT_VERSION}, 1 read
+ * too); see the README's "Snapshot file format". A CRC-32 of the document guards
+ * against damage in transit; the restore check guards against a state (or history)
+ * that does not rebuild its heap.
  *
  * @module
  */

@@ -623,7 +623,7 @@ export function createControlPlane(
     createRoute({
       method: "get",
       path: "/v1/snapshots/{id}",
-      summary: "A snapshot: its source, engine, history length and heap",
+      summary: "A snapshot: its source, engine, size and heap",
       security,
       request: { params: IdParam },
       responses: { 200: json(SnapshotBody, "snapshot"), ...errors },
@@ -654,7 +654,7 @@ export function createControlPlane(
     createRoute({
       method: "post",
       path: "/v1/snapshots",
-      summary: "Import a snapshot file (checked: its history must rebuild its heap)",
+      summary: "Import a snapshot file (checked: it must rebuild its heap)",
       security,
       request: {
         query: TenantQuery,

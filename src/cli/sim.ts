@@ -102,8 +102,9 @@ Options of --from-snapshot:
   --workload NAME     built-in workload run on the heap (default near-page-uniform); the
                       snapshot's blocks stay live among its blocks
   --engines A,B       engines (default: all). On the snapshot's own engine the heap is
-                      restored exactly (same blocks, same addresses); on the others its
-                      history is replayed (same live blocks, each engine's own layout)
+                      restored exactly (same blocks, same addresses); the others get the
+                      same live blocks, each engine's own layout (allocated by address from
+                      a version-2 file, by replaying the history of a version-1 file)
   --seed N, --scale F the workload's (as for compare)
   --machine-mib N     machine memory (default 1024; at least the snapshot's machine)
   --json, --quiet     as for compare
