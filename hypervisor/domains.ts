@@ -69,7 +69,9 @@ import {
   claimPoolPages,
   ForkPageSource,
   historyOps,
+  packedPoolState,
   parseSnapshotDocument,
+  poolState,
   savePoolPages,
   type SnapshotContent,
   snapshotDocument,
@@ -430,7 +432,7 @@ export class Domain {
         vcpus: this.vcpus,
         maxPages: this.#maxPages,
       },
-      state: { pages: savePoolPages(machine, this.id), engine: engine.bytes() },
+      state: poolState(savePoolPages(machine, this.id), engine.bytes()),
       heap: {
         pages_held: this.pageSource.heldPages,
         pool_pages: held.poolPages,
@@ -1133,7 +1135,10 @@ export class Tenancy {
       id: this.#nextSnapshotId++,
       tenantId,
       sourceDomainId: domainId,
-      content,
+      // Kept deflated: a few percent of the engine's arrays.
+      content: content.state === undefined
+        ? content
+        : { ...content, state: packedPoolState(content.state) },
     };
     this.#snapshots.set(s.id, s);
     return s;

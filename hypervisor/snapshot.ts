@@ -232,9 +232,35 @@ export interface SnapshotHeap {
  */
 export interface PoolState {
   /** The pool's page blocks and their private words. */
-  pages: Uint8Array;
+  readonly pages: Uint8Array;
   /** The engine's state. */
-  engine: Uint8Array;
+  readonly engine: Uint8Array;
+  /** Bytes of the two (as they are read, not as they are kept). */
+  readonly bytes: number;
+}
+
+/** A state as read: both arrays as they are. */
+export function poolState(pages: Uint8Array, engine: Uint8Array): PoolState {
+  return { pages, engine, bytes: pages.length + engine.length };
+}
+
+/**
+ * `state`, kept deflated: each read of `pages` or `engine` inflates a fresh copy. What
+ * a kept snapshot holds (an engine's typed arrays are mostly spare capacity and zeros,
+ * so they deflate to a few percent).
+ */
+export function packedPoolState(state: PoolState): PoolState {
+  const pages = deflateRawSync(state.pages);
+  const engine = deflateRawSync(state.engine);
+  return {
+    get pages() {
+      return new Uint8Array(inflateRawSync(pages));
+    },
+    get engine() {
+      return new Uint8Array(inflateRawSync(engine));
+    },
+    bytes: state.bytes,
+  };
 }
 
 /** A snapshot's content: enough to rebuild the heap and check it. */
@@ -294,7 +320,7 @@ export interface SnapshotDocument {
 /** Bytes of a snapshot's state (version 2) or of its history's arrays (version 1). */
 export function snapshotStateBytes(content: SnapshotContent): number {
   return content.state !== undefined
-    ? content.state.pages.length + content.state.engine.length
+    ? content.state.bytes
     : content.history!.words.byteLength + content.history!.responses.byteLength;
 }
 
@@ -450,10 +476,10 @@ export function parseSnapshotDocument(json: unknown): SnapshotContent {
     return {
       version: 2,
       ...common,
-      state: {
-        pages: unpack(doc.state.pages, "state.pages"),
-        engine: unpack(doc.state.engine, "state.engine"),
-      },
+      state: poolState(
+        unpack(doc.state.pages, "state.pages"),
+        unpack(doc.state.engine, "state.engine"),
+      ),
     };
   }
   if (doc.ops === undefined || doc.page_responses === undefined) {

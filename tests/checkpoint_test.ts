@@ -4,6 +4,7 @@
  * result is the state an uninterrupted service holds, to the byte.
  */
 import assert from "node:assert/strict";
+import { mock } from "node:test";
 import { DatabaseSync } from "node:sqlite";
 import { Hypervisor } from "../hypervisor/hypervisor.ts";
 import { createControlPlane } from "../hypervisor/control_plane/app.ts";
@@ -261,6 +262,55 @@ Deno.test("checkpoint: operations since the last checkpoint count across restart
     assert.equal(second.replayed, first.since, "the replay counts what the first run logged");
     assert.ok(second.at > 0, "the count went on across the restart, and a checkpoint was taken");
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("checkpoint: a failed checkpoint loses nothing, the request succeeds, and it is retried later", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "heapvisor-checkpoint-" });
+  const errors = mock.method(console, "error", () => {});
+  try {
+    const journal = new Journal(`${dir}/journal.db`);
+    const real = journal.checkpoint.bind(journal);
+    let calls = 0;
+    const checkpoint = mock.method(
+      journal,
+      "checkpoint",
+      (...args: Parameters<Journal["checkpoint"]>) => {
+        calls++;
+        if (calls === 1) throw new Error("database or disk is full");
+        return real(...args);
+      },
+    );
+    const { app } = createControlPlane(machine(), {
+      adminToken: ADMIN,
+      journal,
+      checkpointEvery: 100,
+    });
+    const admin = ControlPlaneClient.inProcess(app, ADMIN);
+    const t = await admin.createTenant({ name: "a", max_domains: 1, max_pages: 4096 });
+    await admin.withToken(t.token).createDomain({ name: "d", vcpus: 1, max_pages: 4096 });
+    const batch: BatchOp[] = Array.from({ length: 60 }, () => ({ op: "alloc" as const, size: 64 }));
+    await admin.batch(1, batch); // 63 operations logged
+    assert.equal(calls, 0);
+    const r = await admin.batch(1, batch); // 123: a checkpoint is due, and fails
+    assert.equal(r.served, 60, "the request that triggered the failed checkpoint succeeded");
+    assert.equal(calls, 1);
+    assert.equal(journal.checkpointSeq, 0, "nothing was checkpointed");
+    assert.match(
+      String(errors.mock.calls.at(-1)?.arguments[0]),
+      /checkpoint failed \(retried later\): database or disk is full/,
+    );
+    await admin.batch(1, batch); // 183: not yet retried (next try at 223)
+    assert.equal(calls, 1);
+    await admin.batch(1, batch); // 243: retried, and it works
+    assert.equal(calls, 2);
+    assert.equal(journal.checkpointSeq, journal.length);
+    assert.equal(journal.opsSinceCheckpoint, 0);
+    checkpoint.mock.restore();
+    journal.close();
+  } finally {
+    errors.mock.restore();
     await Deno.remove(dir, { recursive: true });
   }
 });
