@@ -1,26 +1,13 @@
 /** `deno task bench:api` as a user runs it: flags, and one very short run (no rate asserted). */
 
 import assert from "node:assert/strict";
+import { type CliRun, runCli } from "./_run.ts";
 
 const BENCH = new URL("../src/cli/bench_api.ts", import.meta.url).pathname;
 
-async function bench(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net=127.0.0.1",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      BENCH,
-      ...args,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+function bench(...args: string[]): Promise<CliRun> {
+  const permissions = ["--allow-net=127.0.0.1", "--allow-read", "--allow-write", "--allow-env"];
+  return runCli(BENCH, permissions, args);
 }
 
 Deno.test("bench:api: --help prints the usage and exits 0", async () => {

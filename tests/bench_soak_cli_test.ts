@@ -5,19 +5,13 @@
 
 import assert from "node:assert/strict";
 import { differences } from "../src/cli/bench_soak.ts";
+import { type CliRun, runCli } from "./_run.ts";
 
 const BENCH = new URL("../src/cli/bench_soak.ts", import.meta.url).pathname;
 
-async function soak(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    // As the task runs it: Deno reads /proc/<pid> only with --allow-all.
-    args: ["run", "--allow-all", BENCH, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+function soak(...args: string[]): Promise<CliRun> {
+  // As the task runs it: Deno reads /proc/<pid> only with --allow-all.
+  return runCli(BENCH, ["--allow-all"], args);
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -1,19 +1,13 @@
 /** The sim CLI as a user runs it: a subprocess, its stdout, stderr and exit status. */
 
 import assert from "node:assert/strict";
+import { type CliRun, runCli } from "./_run.ts";
 
 const SIM = new URL("../src/cli/sim.ts", import.meta.url).pathname;
 const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 
-async function sim(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", "--allow-net=127.0.0.1", SIM, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+function sim(...args: string[]): Promise<CliRun> {
+  return runCli(SIM, ["--allow-read", "--allow-write", "--allow-net=127.0.0.1"], args);
 }
 
 async function tempTrace(text: string): Promise<string> {

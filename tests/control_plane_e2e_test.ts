@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { ControlPlaneClient, ControlPlaneError } from "../guests/client.ts";
 import { parsePrometheus, parseSse, readAllWithin } from "./control_plane_harness.ts";
+import { within } from "../src/within.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const ADMIN_TOKEN = "e2e-admin-token-0123456789";
@@ -102,14 +103,7 @@ async function withServer(
 /** Send SIGTERM; the server must say so and exit 0 within the timeout. */
 async function stop(server: Server): Promise<void> {
   server.child.kill("SIGTERM");
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const status = await Promise.race([
-    server.child.status,
-    new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), EXIT_TIMEOUT_MS);
-    }),
-  ]);
-  clearTimeout(timer);
+  const status = await within(server.child.status, EXIT_TIMEOUT_MS);
   assert.notEqual(status, "timeout", `no exit within ${EXIT_TIMEOUT_MS} ms of SIGTERM`);
   await Promise.all([server.stdout.done, server.stderr.done]);
   assert.equal((status as Deno.CommandStatus).code, 0, server.stderr.text);

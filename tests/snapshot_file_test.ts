@@ -11,6 +11,7 @@ import {
   snapshotDocument,
 } from "../hypervisor/snapshot.ts";
 import { ENGINE_NAMES } from "../hypervisor/xmalloc/registry.ts";
+import { type CliRun, runCli } from "./_run.ts";
 
 const FIXTURE = new URL("./fixtures/snapshots/warm-tlsf-v1.json", import.meta.url).pathname;
 const FIXTURE_V2 = new URL("./fixtures/snapshots/warm-tlsf-v2.json", import.meta.url).pathname;
@@ -20,15 +21,8 @@ function fixture(): SnapshotDocument {
   return JSON.parse(Deno.readTextFileSync(FIXTURE));
 }
 
-async function sim(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", "--allow-net=127.0.0.1", SIM, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+function sim(...args: string[]): Promise<CliRun> {
+  return runCli(SIM, ["--allow-read", "--allow-write", "--allow-net=127.0.0.1"], args);
 }
 
 Deno.test("snapshot file v1: still restores the heap it lists, block for block", () => {

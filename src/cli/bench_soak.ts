@@ -31,6 +31,7 @@
 import { isDeepStrictEqual, parseArgs } from "node:util";
 import { deriveSeed, Prng, SEED_MAX } from "../prng.ts";
 import { renderTable } from "../table.ts";
+import { within } from "../within.ts";
 import { type BatchOp, ControlPlaneClient, type DomainInfo } from "../../guests/client.ts";
 import { BATCH_MAX_OPS } from "../../hypervisor/control_plane/schemas.ts";
 import { ENGINE_NAMES } from "../../hypervisor/xmalloc/registry.ts";
@@ -342,14 +343,7 @@ async function killServer(server: Server): Promise<void> {
 /** Stop with `signal`; SIGTERM must end with exit 0 and "shutting down". */
 async function stopServer(server: Server, signal: "SIGTERM" | "SIGKILL"): Promise<void> {
   server.child.kill(signal);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const status = await Promise.race([
-    server.child.status,
-    new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), EXIT_TIMEOUT_MS);
-    }),
-  ]);
-  clearTimeout(timer);
+  const status = await within(server.child.status, EXIT_TIMEOUT_MS);
   if (status === "timeout") {
     await killServer(server);
     throw new SoakError(`the server did not exit within ${EXIT_TIMEOUT_MS} ms of ${signal}`);
