@@ -12,6 +12,7 @@
 import type {
   BatchOp,
   BatchResult,
+  CreatedDomainInfo,
   CreatedTenant,
   DomainInfo,
   EngineInfo,
@@ -28,6 +29,7 @@ import type { SnapshotDocument } from "../hypervisor/snapshot.ts";
 export type {
   BatchOp,
   BatchResult,
+  CreatedDomainInfo,
   CreatedTenant,
   DomainInfo,
   EngineInfo,
@@ -181,7 +183,9 @@ export class ControlPlaneClient {
 
   /**
    * `POST /v1/domains`. With `from_snapshot` the domain starts with that snapshot's
-   * heap (vcpus and engine are then the snapshot's; max_pages defaults to it).
+   * heap: on its engine the same blocks at the same addresses; with another `engine`
+   * the same live blocks, and `moved` says where each went. vcpus and max_pages
+   * default to the snapshot's.
    */
   createDomain(
     body:
@@ -194,7 +198,7 @@ export class ControlPlaneClient {
         engine?: string;
         tenant_id?: number;
       },
-  ): Promise<DomainInfo> {
+  ): Promise<CreatedDomainInfo> {
     return this.#call("POST", "/v1/domains", body);
   }
 

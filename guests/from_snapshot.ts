@@ -103,9 +103,13 @@ export function runFromSnapshot(options: FromSnapshotOptions): FromSnapshotResul
     const t = tenancy.createTenant("sim", { maxDomains: 1, maxPages: 2 ** 31 });
     let unserved = 0;
     let domain;
-    if (engine === c.domain.engine) {
-      const snap = tenancy.importSnapshot(t.id, c);
-      domain = tenancy.restoreDomain(t.id, { name: c.domain.name, fromSnapshot: snap.id });
+    const snap = tenancy.importSnapshot(t.id, c);
+    if (engine === c.domain.engine || c.version === 2) {
+      ({ domain, unserved } = tenancy.startFromSnapshot(
+        t.id,
+        { name: c.domain.name, fromSnapshot: snap.id, engine },
+        { allowUnserved: true },
+      ));
     } else {
       domain = tenancy.createDomain(t.id, {
         name: c.domain.name,
@@ -113,7 +117,7 @@ export function runFromSnapshot(options: FromSnapshotOptions): FromSnapshotResul
         maxPages: c.domain.maxPages,
         engine,
       });
-      unserved = c.version === 1 ? replayHistory(c, domain) : allocateBlocks(c, domain);
+      unserved = replayHistory(c, domain);
     }
     domain.restartBooks();
     const start = domain.stats();
@@ -154,21 +158,6 @@ export function runFromSnapshot(options: FromSnapshotOptions): FromSnapshotResul
     snapshot_engine: c.domain.engine,
     runs,
   };
-}
-
-/**
- * Allocate `c`'s live blocks on `domain` (another engine), by address (a version-2
- * snapshot holds the heap's state, not the calls that built it).
- *
- * @returns blocks the domain could not serve
- */
-function allocateBlocks(c: SnapshotContent, domain: ReturnType<Tenancy["createDomain"]>): number {
-  if (c.heap.reserved_pages > 0) domain.reserve(c.heap.reserved_pages);
-  let unserved = 0;
-  for (const [, requested, vcpu] of c.blocks) {
-    if (!domain.allocate(requested, 1, vcpu).ok) unserved++;
-  }
-  return unserved;
 }
 
 /**

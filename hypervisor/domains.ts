@@ -1042,7 +1042,7 @@ export class Tenancy {
     if (spec.engine !== undefined && spec.engine !== c.domain.engine) {
       throw new RangeError(
         `Snapshot ${snap.id} is a ${c.domain.engine} heap: it restores into ${c.domain.engine}, ` +
-          `not ${spec.engine} (to start other engines from it: sim --from-snapshot)`,
+          `not ${spec.engine} (startFromSnapshot moves its blocks to another engine)`,
       );
     }
     if (spec.vcpus !== undefined && spec.vcpus !== c.domain.vcpus) {
@@ -1065,6 +1065,81 @@ export class Tenancy {
     this.#nextDomainId++;
     this.#domains.set(domain.id, domain);
     return domain;
+  }
+
+  /**
+   * Create a domain for tenant `tenantId` that starts from snapshot `spec.fromSnapshot`:
+   * on the snapshot's engine (`spec.engine` omitted or the same) its very heap
+   * ({@link restoreDomain}: same blocks, same addresses, `moved` null); on another
+   * engine the same live blocks, allocated one by one by address (bytes and vCPU as in
+   * the snapshot, its reservation first), laid out that engine's way, and `moved` maps
+   * each block's address in the snapshot to its address here. The books start after.
+   *
+   * @throws {NotFoundError} if there is no such tenant, or no such snapshot of it
+   * @throws {RangeError} on a bad name, page quota or engine, or (on another engine)
+   *   fewer vCPUs than the snapshot's blocks name
+   * @throws {QuotaExceededError} if the tenant's limits would be exceeded
+   * @throws {SnapshotError} if the snapshot does not rebuild its heap
+   * @param options `allowUnserved`: on another engine, leave out the blocks it cannot
+   *   serve (counted in `unserved`, absent from `moved`) instead of refusing
+   * @throws {MachineFullError} if the machine cannot back the heap, or (on another
+   *   engine) cannot serve one of its blocks within the domain's quota: nothing is held
+   */
+  startFromSnapshot(
+    tenantId: number,
+    spec: RestoreSpec,
+    options: { allowUnserved?: boolean } = {},
+  ): { domain: Domain; moved: [number, number][] | null; unserved: number } {
+    const c = this.snapshot(spec.fromSnapshot, tenantId).content;
+    if (spec.engine === undefined || spec.engine === c.domain.engine) {
+      return { domain: this.restoreDomain(tenantId, spec), moved: null, unserved: 0 };
+    }
+    const vcpus = spec.vcpus ?? c.domain.vcpus;
+    const needed = c.blocks.reduce((most, [, , vcpu]) => Math.max(most, vcpu + 1), 1);
+    if (vcpus < needed) {
+      throw new RangeError(
+        `Snapshot ${spec.fromSnapshot} has blocks of vCPU ${needed - 1}: vcpus must be at ` +
+          `least ${needed}, not ${vcpus}`,
+      );
+    }
+    const domain = this.createDomain(tenantId, {
+      name: spec.name,
+      vcpus,
+      maxPages: spec.maxPages ?? c.domain.maxPages,
+      engine: spec.engine,
+    });
+    const moved: [number, number][] = [];
+    let unserved = 0;
+    try {
+      if (c.heap.reserved_pages > 0) {
+        const r = domain.reserve(c.heap.reserved_pages);
+        if (!r.ok) {
+          throw new MachineFullError(
+            `Cannot reserve the snapshot's ${c.heap.reserved_pages} guest pages: ${r.cause}`,
+          );
+        }
+      }
+      c.blocks.forEach(([address, requested, vcpu], i) => {
+        const r = domain.allocate(requested, 1, vcpu);
+        if (!r.ok && options.allowUnserved) {
+          unserved++;
+          return;
+        }
+        if (!r.ok) {
+          throw new MachineFullError(
+            `${spec.engine} cannot serve the snapshot's block ${i} of ${c.blocks.length} ` +
+              `(${requested} bytes): ${r.cause}`,
+          );
+        }
+        moved.push([address, r.address]);
+      });
+    } catch (e) {
+      this.destroyDomain(domain.id);
+      this.#nextDomainId--; // a refused start uses no id, as a refused restore
+      throw e;
+    }
+    domain.restartBooks();
+    return { domain, moved, unserved };
   }
 
   /**

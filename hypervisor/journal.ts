@@ -185,7 +185,7 @@ export function applyOp(tenancy: Tenancy, op: JournalOp): MemoryOpResult | null 
           engine: op.engine,
         });
       } else {
-        tenancy.restoreDomain(op.tenant, {
+        tenancy.startFromSnapshot(op.tenant, {
           name: op.name,
           fromSnapshot: op.from_snapshot,
           vcpus: op.vcpus,

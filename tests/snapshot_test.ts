@@ -254,6 +254,51 @@ Deno.test("snapshot: a machine without room refuses the restore and nothing chan
   assert.equal(small.createDomain(t.id, { name: "x", vcpus: 1, maxPages: 8 }).id, 1);
 });
 
+Deno.test("snapshot: on another engine, the same live blocks; all or nothing", () => {
+  const { pages, tenancy, tenantId, d } = warmedUp("tlsf", 9, 2000);
+  const snap = tenancy.takeSnapshot(d.id);
+  const { domain, moved, unserved } = tenancy.startFromSnapshot(tenantId, {
+    name: "slubbed",
+    fromSnapshot: snap.id,
+    engine: "slub",
+  });
+  const blocks = snap.content.blocks;
+  assert.equal(unserved, 0);
+  assert.equal(moved!.length, blocks.length);
+  moved!.forEach(([from, to], i) => {
+    assert.equal(from, blocks[i]![0]);
+    assert.equal(domain.requestedBytesAt(to), blocks[i]![1]);
+  });
+  assert.equal(domain.reservedPages, 7);
+  assert.deepEqual(domain.stats().ops, { allocs: 0, frees: 0, reallocs: 0, failed: 0 });
+  // A quota too small for the blocks: refused, nothing held, no id used.
+  const free = pages.freeFrameCount;
+  const next = tenancy.createDomain(tenantId, { name: "probe", vcpus: 1, maxPages: 1 }).id;
+  tenancy.destroyDomain(next);
+  assert.throws(
+    () =>
+      tenancy.startFromSnapshot(tenantId, {
+        name: "small",
+        fromSnapshot: snap.id,
+        engine: "buddy",
+        maxPages: 64,
+      }),
+    (e: unknown) => e instanceof MachineFullError && /cannot (serve|reserve)/.test(e.message),
+  );
+  assert.equal(pages.freeFrameCount, free);
+  assert.equal(tenancy.createDomain(tenantId, { name: "x", vcpus: 1, maxPages: 8 }).id, next + 1);
+  assert.throws(
+    () =>
+      tenancy.startFromSnapshot(tenantId, {
+        name: "few",
+        fromSnapshot: snap.id,
+        engine: "slub",
+        vcpus: 1,
+      }),
+    /vcpus must be at least 2, not 1/,
+  );
+});
+
 Deno.test("snapshot: restore options the heap cannot take are RangeErrors; limits hold", () => {
   const { tenancy, tenantId, d } = warmedUp("slub", 3, 1000);
   const snap = tenancy.takeSnapshot(d.id);
@@ -350,15 +395,27 @@ Deno.test("control plane: snapshot, export, import and fork over the API, journa
       404,
       "not_found",
     );
-    assertError(
+    // Another engine: the same live blocks, laid out its way, and where each went.
+    const moved = ok<{ id: number; engine: string; live_blocks: number; moved: number[][] }>(
       await call(app, "POST", "/v1/domains", {
         token: a.token,
         body: { name: "other", from_snapshot: snapId, engine: "tlsf" },
       }),
-      400,
-      "invalid_request",
-      /restores into buddy/,
+      201,
     );
+    const source = hv.tenancy.domain(src).snapshotContent();
+    assert.equal(moved.engine, "tlsf");
+    assert.equal(moved.live_blocks, source.blocks.length);
+    assert.deepEqual(moved.moved.map(([from]) => from), source.blocks.map(([at]) => at));
+    const [, to] = moved.moved[5]!;
+    assert.equal(hv.tenancy.domain(moved.id).requestedBytesAt(to!), source.blocks[5]![1]);
+    ok(
+      await call(app, "POST", `/v1/domains/${moved.id}/free`, {
+        token: a.token,
+        body: { address: to },
+      }),
+    );
+
     assertError(
       await call(app, "POST", "/v1/domains", { token: a.token, body: { name: "novcpus" } }),
       400,

@@ -50,6 +50,7 @@ import {
   BATCH_MAX_OPS,
   BatchBody,
   BatchResultBody,
+  CreatedDomainBody,
   CreateDomainBody,
   CreatedTenantBody,
   CreateTenantBody,
@@ -513,7 +514,7 @@ export function createControlPlane(
         body: { content: { "application/json": { schema: CreateDomainBody } }, required: true },
       },
       responses: {
-        201: json(DomainBody, "created"),
+        201: json(CreatedDomainBody, "created"),
         ...errors,
         409: json(ErrorBody, "the tenant's quota would be exceeded"),
         422: json(ErrorBody, "from_snapshot: the snapshot does not rebuild its heap"),
@@ -524,6 +525,7 @@ export function createControlPlane(
       const body = c.req.valid("json");
       const tenantId = targetTenant(c, body.tenant_id, "creates domains");
       let domain: Domain;
+      let moved: [number, number][] | null = null;
       if (body.from_snapshot === undefined) {
         if (body.vcpus === undefined || body.max_pages === undefined) {
           fail(
@@ -539,13 +541,13 @@ export function createControlPlane(
           ...(body.engine ? { engine: body.engine } : {}),
         });
       } else {
-        domain = tenancy.restoreDomain(tenantId, {
+        ({ domain, moved } = tenancy.startFromSnapshot(tenantId, {
           name: body.name,
           fromSnapshot: body.from_snapshot,
           ...(body.vcpus !== undefined ? { vcpus: body.vcpus } : {}),
           ...(body.max_pages !== undefined ? { maxPages: body.max_pages } : {}),
           ...(body.engine ? { engine: body.engine } : {}),
-        });
+        }));
       }
       record(() => [{
         kind: "create_domain",
@@ -556,7 +558,7 @@ export function createControlPlane(
         engine: domain.engine.name,
         ...(body.from_snapshot !== undefined ? { from_snapshot: body.from_snapshot } : {}),
       }]);
-      return c.json(domain.stats(), 201);
+      return c.json(moved === null ? domain.stats() : { ...domain.stats(), moved }, 201);
     },
   );
 

@@ -104,11 +104,12 @@ export const CreateDomainBody = z.strictObject({
   }),
   engine: z.enum(ENGINE_NAMES as [string, ...string[]]).optional().openapi({
     description: "xmalloc engine of the domain's pool (default: the hypervisor's; with " +
-      "from_snapshot, the snapshot's)",
+      "from_snapshot, the snapshot's, or another to move its blocks to)",
   }),
   from_snapshot: z.number().int().min(1).optional().openapi({
-    description: "start with this snapshot's heap: the same blocks at the same addresses " +
-      "(POST /v1/domains/{id}/snapshot, POST /v1/snapshots)",
+    description: "start with this snapshot's heap (POST /v1/domains/{id}/snapshot, POST " +
+      "/v1/snapshots): on its engine the same blocks at the same addresses; with another " +
+      "engine the same live blocks laid out that engine's way (see moved)",
   }),
   tenant_id: z.number().int().min(1).optional().openapi({
     description: "admin only: the tenant the domain is for",
@@ -221,6 +222,14 @@ export const DomainBody = z.object({
     description: "modelled cycles per operation (src/cost_model.ts)",
   }),
 }).openapi("Domain");
+
+/** A new domain's figures; from a snapshot on another engine, where its blocks went. */
+export const CreatedDomainBody = DomainBody.extend({
+  moved: z.array(z.tuple([z.number().int(), z.number().int()])).optional().openapi({
+    description: "from_snapshot on another engine: [address in the snapshot, address here] " +
+      "of every block (on the snapshot's own engine the addresses are the same: absent)",
+  }),
+}).openapi("CreatedDomain");
 
 /** POST /v1/domains/:id/alloc. */
 export const AllocBody = z.strictObject({
@@ -392,6 +401,7 @@ const agree = <T extends true>(): T => true as T;
 agree<Same<z.infer<typeof TenantBody>, types.TenantInfo>>();
 agree<Same<z.infer<typeof CreatedTenantBody>, types.CreatedTenant>>();
 agree<Same<z.infer<typeof DomainBody>, types.DomainInfo>>();
+agree<Same<z.infer<typeof CreatedDomainBody>, types.CreatedDomainInfo>>();
 agree<Same<z.infer<typeof OpResultBody>, types.OpResult>>();
 agree<Same<z.infer<typeof BatchBody>["ops"][number], types.BatchOp>>();
 agree<Same<z.infer<typeof BatchResultBody>, types.BatchResult>>();

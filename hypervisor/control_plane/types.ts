@@ -36,6 +36,12 @@ export interface CreatedTenant extends TenantInfo {
 /** A domain's figures. */
 export type DomainInfo = DomainStats;
 
+/** A new domain's figures; from a snapshot on another engine, where its blocks went. */
+export type CreatedDomainInfo = DomainInfo & {
+  /** [address in the snapshot, address here] of every block (another engine only). */
+  moved?: [number, number][] | undefined;
+};
+
 /** A snapshot the hypervisor keeps (POST /v1/domains/{id}/snapshot, POST /v1/snapshots). */
 export interface SnapshotInfo {
   /** Id. */
