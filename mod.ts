@@ -181,6 +181,7 @@ export {
   type BatchResult,
   ControlPlaneClient,
   ControlPlaneError,
+  type CreatedDomainInfo,
   type CreatedTenant,
   type DomainInfo,
   type EngineInfo,
