@@ -8,6 +8,7 @@ import {
   Journal,
   JournalError,
   type JournalOp,
+  MIGRATIONS,
   SCHEMA_VERSION,
 } from "../hypervisor/journal.ts";
 import { ENGINE_NAMES } from "../hypervisor/xmalloc/registry.ts";
@@ -117,6 +118,45 @@ Deno.test("journal: a batch is one transaction and the log keeps appending after
       "allocate",
     ]);
     k.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("journal: a database of an older schema is migrated in place and replays the same", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "heapvisor-journal-" });
+  try {
+    // A journal as an older heapvisor wrote it: the first migrations only.
+    const path = `${dir}/old.db`;
+    const old = new DatabaseSync(path);
+    for (const sql of MIGRATIONS.slice(0, SCHEMA_VERSION - 1)) old.exec(sql);
+    old.exec(`PRAGMA user_version = ${SCHEMA_VERSION - 1}`);
+    const ops: JournalOp[] = [
+      { kind: "create_tenant", name: "t", max_domains: 1, max_pages: 64 },
+      { kind: "create_domain", tenant: 1, name: "d", vcpus: 1, max_pages: 64, engine: "tlsf" },
+      { kind: "allocate", domain: 1, size: 5000, align: 1, vcpu: 0 },
+    ];
+    ops.forEach((op, i) => {
+      const text = JSON.stringify(op);
+      old.prepare("INSERT INTO ops (seq, op, crc) VALUES (?, ?, ?)").run(i + 1, text, crc32(text));
+    });
+    old.close();
+    const j = new Journal(path);
+    const m = machine();
+    const summary = j.replay(m.tenancy, m.pages);
+    assert.equal(summary.ops, 3);
+    assert.equal(m.tenancy.domain(1).stats().whole_pages, 2);
+    j.append([{
+      kind: "free",
+      domain: 1,
+      address: m.tenancy.domain(1).snapshotContent().blocks[0]![0],
+      vcpu: 0,
+    }]);
+    j.close();
+    const check = new DatabaseSync(path);
+    const v = check.prepare("PRAGMA user_version").get() as { user_version: number };
+    check.close();
+    assert.equal(v.user_version, SCHEMA_VERSION, "migrated to the current schema");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
