@@ -30,7 +30,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { crc32 as zlibCrc32, deflateRawSync, inflateRawSync } from "node:zlib";
 import { StateReader, StateWriter } from "../src/state_codec.ts";
 import type { BuddyPageAllocator } from "./page_allocator.ts";
-import type { MemoryOpResult, Tenancy } from "./domains.ts";
+import { MachineFullError, type MemoryOpResult, type Tenancy } from "./domains.ts";
 import { parseSnapshotDocument } from "./snapshot.ts";
 
 /** One acknowledged operation, as logged (snake_case, like the API's bodies). */
@@ -47,6 +47,11 @@ export type JournalOp =
     engine: string;
     /** The snapshot whose heap it starts with (hypervisor/snapshot.ts). */
     from_snapshot?: number;
+    /**
+     * The start from the snapshot was refused (507 machine_full) after the machine was
+     * asked for pages: logged because those calls count, and a replay must refuse too.
+     */
+    refused?: true;
   }
   | { kind: "destroy_domain"; domain: number }
   | { kind: "snapshot"; domain: number; snapshot: number }
@@ -185,13 +190,24 @@ export function applyOp(tenancy: Tenancy, op: JournalOp): MemoryOpResult | null 
           engine: op.engine,
         });
       } else {
-        tenancy.startFromSnapshot(op.tenant, {
-          name: op.name,
-          fromSnapshot: op.from_snapshot,
-          vcpus: op.vcpus,
-          maxPages: op.max_pages,
-          engine: op.engine,
-        });
+        const start = () =>
+          tenancy.startFromSnapshot(op.tenant, {
+            name: op.name,
+            fromSnapshot: op.from_snapshot!,
+            vcpus: op.vcpus,
+            maxPages: op.max_pages,
+            engine: op.engine,
+          });
+        if (!op.refused) start();
+        else {
+          try {
+            start();
+          } catch (e) {
+            if (e instanceof MachineFullError) return null; // refused again, as logged
+            throw e;
+          }
+          throw new Error("the start from the snapshot was refused when logged, not on replay");
+        }
       }
       return null;
     case "snapshot":

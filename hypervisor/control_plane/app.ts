@@ -541,13 +541,33 @@ export function createControlPlane(
           ...(body.engine ? { engine: body.engine } : {}),
         });
       } else {
-        ({ domain, moved } = tenancy.startFromSnapshot(tenantId, {
+        const from = tenancy.snapshot(body.from_snapshot, tenantId).content.domain;
+        const spec = {
           name: body.name,
           fromSnapshot: body.from_snapshot,
-          ...(body.vcpus !== undefined ? { vcpus: body.vcpus } : {}),
-          ...(body.max_pages !== undefined ? { maxPages: body.max_pages } : {}),
-          ...(body.engine ? { engine: body.engine } : {}),
-        }));
+          vcpus: body.vcpus ?? from.vcpus,
+          maxPages: body.max_pages ?? from.maxPages,
+          engine: body.engine ?? from.engine,
+        };
+        try {
+          ({ domain, moved } = tenancy.startFromSnapshot(tenantId, spec));
+        } catch (e) {
+          // Refused after the machine was asked for pages (its counters moved): logged,
+          // so a replay makes the same calls and refuses too.
+          if (e instanceof MachineFullError) {
+            record(() => [{
+              kind: "create_domain",
+              tenant: tenantId,
+              name: spec.name,
+              vcpus: spec.vcpus,
+              max_pages: spec.maxPages,
+              engine: spec.engine,
+              from_snapshot: spec.fromSnapshot,
+              refused: true,
+            }]);
+          }
+          throw e;
+        }
       }
       record(() => [{
         kind: "create_domain",
