@@ -34,7 +34,6 @@ import {
   call,
   createDomain,
   createTenant,
-  freshPlane,
   ok,
 } from "./control_plane_harness.ts";
 
