@@ -300,12 +300,14 @@ export class Journal {
    * left as it was, with no `-wal` or `-shm` file beside it.
    *
    * @param path the database file
-   * @param options `maxBytes`: the cap in bytes, a positive integer (default: none)
+   * @param options `maxBytes`: the cap in bytes, a positive integer (default: none);
+   *   `exclusive`: hold an exclusive lock on the database until closed, so no other
+   *   process can open it (what a server wants; default false)
    * @throws {JournalError} if the file is not a heapvisor database, is corrupt, comes
    *   from a newer heapvisor, cannot be opened for writing, or is full
    * @throws {RangeError} if `maxBytes` is not a positive integer
    */
-  constructor(path: string, options: { maxBytes?: number } = {}) {
+  constructor(path: string, options: { maxBytes?: number; exclusive?: boolean } = {}) {
     const { maxBytes } = options;
     if (maxBytes !== undefined && !(Number.isSafeInteger(maxBytes) && maxBytes > 0)) {
       throw new RangeError(`Journal maxBytes must be a positive integer, not ${maxBytes}`);
@@ -324,11 +326,19 @@ export class Journal {
       }
       if (maxBytes !== undefined) this.#setCap(maxBytes);
       this.#migrate(path);
+      if (options.exclusive) {
+        // Held until close (or the process's end): a second server on the same
+        // directory finds the database locked at once, not a row conflict later.
+        this.#db.exec("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;");
+      }
     } catch (e) {
       let error = e;
       if (!(e instanceof JournalError)) {
         const failure = sqliteFailure(e);
-        const hint = failure === "readonly" || failure === "cantopen"
+        const busy = /database is locked|SQLITE_BUSY/i.test((e as Error).message);
+        const hint = busy
+          ? " (another process holds it: is another heapvisor serve using this data directory?)"
+          : failure === "readonly" || failure === "cantopen"
           ? " (it must be writable, in a writable directory on a filesystem mounted read-write)"
           : "";
         error = failure === "full"

@@ -283,7 +283,7 @@ Deno.test("e2e: kill -9 in the middle of a batched load loses nothing acknowledg
     await withServer(ADMIN_TOKEN, async (server) => {
       assert.match(
         server.stdout.text,
-        /restored \d+ operations, 1 domains .*\(its checkpoint after row \d+, .*\(checked\)/,
+        /restored a checkpoint \(after row \d+\) and \d+ operations? after it: 1 domain, 0 snapshots from .* \(checked\)/,
       );
       const client = ControlPlaneClient.overHttp(server.url, token); // the tenant token survived
       restarted = await client.domain(1);
@@ -310,6 +310,47 @@ Deno.test("e2e: kill -9 in the middle of a batched load loses nothing acknowledg
       candidates.some((e) => JSON.stringify(e) === JSON.stringify(restarted)),
       `restarted figures match neither ${acked} nor ${acked + 1} batches`,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("e2e: a second server on the same data directory is refused at start, saying why", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "heapvisor-e2e-data-" });
+  try {
+    await withServer(ADMIN_TOKEN, async (first) => {
+      const env = { HEAPVISOR_ADMIN_TOKEN: ADMIN_TOKEN, NO_COLOR: "1" };
+      const second = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "src/cli/serve.ts",
+          "--port",
+          "0",
+          "--machine-mib",
+          "64",
+          "--data",
+          dir,
+        ],
+        cwd: ROOT,
+        env,
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const status = await within(second.status, START_TIMEOUT_MS);
+      if (status === "timeout") second.kill("SIGKILL");
+      const out = await second.output();
+      assert.notEqual(status, "timeout", "the second server started");
+      assert.equal(out.code, 2);
+      assert.match(
+        new TextDecoder().decode(out.stderr),
+        /journal\.db: cannot open: database is locked \(another process holds it: is another heapvisor serve using this data directory\?\)/,
+      );
+      // The first one goes on.
+      const admin = ControlPlaneClient.overHttp(first.url, ADMIN_TOKEN);
+      assert.equal((await admin.createTenant({ name: "t", max_domains: 1, max_pages: 8 })).id, 1);
+      await stop(first);
+    }, ["--data", dir]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

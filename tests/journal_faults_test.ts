@@ -611,7 +611,7 @@ Deno.test({
           const run = await runServe(["--data", dir]);
           assert.equal(run.started, true, run.stderr);
           assert.equal(run.code, 0, run.stderr);
-          assert.match(run.stdout, /restored 1 operations, 0 domains/);
+          assert.match(run.stdout, /restored 1 operation: 0 domains, 0 snapshots/);
         },
       );
     } finally {
@@ -664,7 +664,7 @@ Deno.test("journal faults: serve refuses a journal already over its --data-max-m
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(
       ok.stdout,
-      new RegExp(`restored \\d+ operations, 1 domains .*\\(checked\\); journal capped at 8 MiB`),
+      new RegExp(`restored \\d+ operations: 1 domain, .*\\(checked\\); journal capped at 8 MiB`),
     );
     const reopened = new Journal(`${dir}/journal.db`);
     assert.equal(reopened.length, rows);

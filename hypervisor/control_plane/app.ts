@@ -108,6 +108,8 @@ export interface ControlPlaneOptions {
    * nothing and is retried after as many operations again.
    */
   checkpointEvery?: number;
+  /** Told of each checkpoint taken: the row it follows, its size and how long it took. */
+  onCheckpoint?: (checkpoint: { afterRow: number; bytes: number; ms: number }) => void;
 }
 
 /** Operations journaled between two checkpoints unless told otherwise. */
@@ -198,8 +200,10 @@ export function createControlPlane(
     const since = journal.opsSinceCheckpoint; // counted across restarts (replay sets it)
     if (checkpointEvery > 0 && since >= checkpointEvery && since >= checkpointRetryAt) {
       try {
-        journal.checkpoint(hypervisor, tenantTokenHashes());
+        const t0 = performance.now();
+        const bytes = journal.checkpoint(hypervisor, tenantTokenHashes());
         checkpointRetryAt = 0;
+        options.onCheckpoint?.({ afterRow: journal.length, bytes, ms: performance.now() - t0 });
       } catch (e) {
         // The operation is durable already; the journal keeps its rows. Retried later.
         checkpointRetryAt = since + checkpointEvery;

@@ -269,13 +269,16 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
   protected loadState(r: StateReader): void {
     const name = r.str();
     if (name !== this.name) {
-      throw new StateError(`The state of a ${name} engine does not read back as ${this.name}`);
+      const shown = /^[a-z0-9-]{1,32}$/.test(name) ? `a ${name}` : "another";
+      throw new StateError(`The state of ${shown} engine does not read back as ${this.name}`);
     }
     // the last call
     this.lastSteps = r.num();
     const cause = r.str();
     if (cause !== "" && !(FAILURE_CAUSES as readonly string[]).includes(cause)) {
-      throw new StateError(`A saved ${name} engine has an unknown failure cause "${cause}"`);
+      throw new StateError(
+        `A saved ${name} engine has an unknown failure cause ${JSON.stringify(cause.slice(0, 32))}`,
+      );
     }
     this.lastFailureCause = cause === "" ? null : cause as AllocFailureCause;
     this.lastSharedAccess = r.bool();

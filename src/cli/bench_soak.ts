@@ -285,9 +285,11 @@ async function startServer(
       new Promise((resolve) => setTimeout(resolve, 100)),
     ]);
   }
-  const restored = /^restored (\d+) operations, \d+ domains .* in (\d+) ms \(checked\)$/m.exec(
-    server.stdout.text,
-  );
+  const restored =
+    /^restored (?:a checkpoint \(after row \d+\) and )?(\d+) operations?(?: after it)?: .* in (\d+) ms \(checked\)$/m
+      .exec(
+        server.stdout.text,
+      );
   if (!/\(checked\)/.test(server.stdout.text)) {
     await killServer(server);
     throw new SoakError(

@@ -16,6 +16,7 @@ import { CHECKPOINT_EVERY_OPS, createControlPlane } from "../../hypervisor/contr
 import { newAdminToken, TOKEN_PATTERN } from "../../hypervisor/control_plane/auth.ts";
 import { ENGINE_NAMES } from "../../hypervisor/xmalloc/registry.ts";
 import { Journal } from "../../hypervisor/journal.ts";
+import { userPath } from "./_user_path.ts";
 
 const USAGE = `heapvisor serve: the control plane over HTTP
 
@@ -66,7 +67,15 @@ if (import.meta.main) {
       },
     }).values;
   } catch (e) {
-    fail((e as Error).message);
+    const message = (e as Error).message;
+    // node's parser reads "--checkpoint-ops -1" as a flag without its value.
+    const ambiguous = /option '(--[a-z-]+)[^']*' argument is ambiguous/i.exec(message);
+    fail(
+      ambiguous
+        ? `${ambiguous[1]} takes a value, and a negative one is not valid: expected a ` +
+          `non-negative integer`
+        : message,
+    );
   }
   if (values.help) {
     console.log(USAGE.trimEnd());
@@ -92,7 +101,8 @@ if (import.meta.main) {
   if (values.ephemeral && values.data !== undefined) {
     fail("Give --data DIR or --ephemeral, not both");
   }
-  const dataDir = values.ephemeral ? null : values.data ?? "heapvisor-data";
+  // Relative to where the user ran `deno task` from, not to the project's directory.
+  const dataDir = values.ephemeral ? null : userPath(values.data ?? "heapvisor-data");
   const maxMibText = values["data-max-mib"];
   let maxBytes: number | undefined;
   if (maxMibText !== undefined) {
@@ -140,7 +150,10 @@ if (import.meta.main) {
       }
     }
     try {
-      journal = new Journal(`${dataDir}/journal.db`, maxBytes === undefined ? {} : { maxBytes });
+      journal = new Journal(`${dataDir}/journal.db`, {
+        exclusive: true,
+        ...(maxBytes === undefined ? {} : { maxBytes }),
+      });
       journal.bindMachine({ frames: hypervisor.pages.frameCount, defaultEngine: values.engine });
     } catch (e) {
       journal?.close(); // leaves no -wal or -shm behind
@@ -152,6 +165,12 @@ if (import.meta.main) {
     signal: shutdown.signal,
     ...(journal ? { journal } : {}),
     checkpointEvery,
+    onCheckpoint: ({ afterRow, bytes, ms }) =>
+      console.log(
+        `checkpoint after row ${afterRow}: ${(bytes / 1024).toFixed(0)} KiB in ${
+          Math.round(ms)
+        } ms (the rows before it deleted)`,
+      ),
   });
   if (journal !== undefined) {
     try {
@@ -160,11 +179,14 @@ if (import.meta.main) {
         if (hash === null) tokens.revokeTenant(tenant);
         else tokens.restoreTenantTokenHash(tenant, hash);
       });
-      const from = r.checkpoint === null
-        ? ""
-        : `(its checkpoint after row ${r.checkpoint}, then the rows after it) `;
-      restored = `restored ${r.ops} operations, ${r.domains} domains from ${dataDir}/journal.db ` +
-        `${from}in ${Math.round(performance.now() - t0)} ms (checked)` +
+      const count = (n: number, what: string) => `${n} ${what}${n === 1 ? "" : "s"}`;
+      const what = r.checkpoint === null
+        ? count(r.ops, "operation")
+        : `a checkpoint (after row ${r.checkpoint}) and ${count(r.ops, "operation")} after it`;
+      const snapshots = hypervisor.tenancy.snapshots().length;
+      restored = `restored ${what}: ${count(r.domains, "domain")}, ` +
+        `${count(snapshots, "snapshot")} from ${dataDir}/journal.db ` +
+        `in ${Math.round(performance.now() - t0)} ms (checked)` +
         (maxMibText === undefined ? "" : `; journal capped at ${Number(maxMibText)} MiB`);
     } catch (e) {
       console.error(`serve: ${(e as Error).message}`);

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { isAbsolute, join } from "node:path";
+import { userPath } from "./_user_path.ts";
 import { parseArgs } from "node:util";
 import { deriveSeed, Prng, SEED_MAX } from "../prng.ts";
 import { formatTrace, parseTrace, TraceError } from "../trace.ts";
@@ -243,14 +243,6 @@ function allowOnly(flags: Flags, command: string, allowed: readonly string[]): v
       throw new UsageError(`Option --${key} does not apply to "sim ${command}"`);
     }
   }
-}
-
-/** A path as the user meant it: relative to where they ran `deno task` from. */
-function userPath(path: string): string {
-  const granted =
-    Deno.permissions.querySync({ name: "env", variable: "INIT_CWD" }).state === "granted";
-  const from = granted ? Deno.env.get("INIT_CWD") : undefined;
-  return isAbsolute(path) || !from ? path : join(from, path);
 }
 
 function progressReporter(
