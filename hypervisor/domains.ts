@@ -60,6 +60,7 @@ import { BuddyPageAllocator } from "./page_allocator.ts";
 import {
   type AllocFailureCause,
   type EngineDescriptor,
+  InvalidFreeError,
   PageSource,
   type XmallocEngine,
 } from "./xmalloc/engine.ts";
@@ -710,7 +711,16 @@ export class Domain {
     atCycles?: number,
   ): MemoryOpResult {
     this.#assertLive();
-    const oldReserved = this.engine.usableSize(address);
+    let oldReserved: number;
+    try {
+      oldReserved = this.engine.usableSize(address);
+    } catch (e) {
+      // The engine says "Cannot free": here the caller asked to resize.
+      if (e instanceof InvalidFreeError) {
+        e.message = e.message.replace(/^Cannot free address/, "Cannot resize the block at");
+      }
+      throw e;
+    }
     const calls = this.#pages.callCount;
     const moved = this.engine.reallocate(address, sizeBytes, alignBytes, vcpu);
     if (moved !== 0) {
