@@ -395,7 +395,15 @@ export class Domain {
       claimPoolPages(this.pageSource.pages, c.state!.pages, id);
       this.engine = loadEngine(descriptor, this.pageSource, spec.vcpus, c.state!.engine);
     }
-    if (c !== undefined) this.#restore(c, init?.snapshot ? init.verifyOnly ?? false : false);
+    if (c !== undefined) {
+      try {
+        this.#restore(c, init?.snapshot ? init.verifyOnly ?? false : false);
+      } catch (e) {
+        // A damaged state may make the engine's own checks throw anything.
+        if (e instanceof SnapshotError || e instanceof MachineFullError) throw e;
+        throw new SnapshotError(`Snapshot does not rebuild its heap: ${(e as Error).message}`);
+      }
+    }
   }
 
   /**

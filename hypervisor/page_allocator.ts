@@ -38,6 +38,9 @@ const STATE_ALLOCATED = 0x40; // head of an allocated block; low 6 bits: order
 const STATE_ORDER_MASK = 0x3f;
 const NIL = -1;
 
+/** Set while `BuddyPageAllocator.load` builds one: the constructor leaves the frames empty. */
+let loading = false;
+
 /** Why a page request failed. */
 export type PageFailureCause = "exhaustion" | "contiguity";
 
@@ -133,6 +136,7 @@ export class BuddyPageAllocator {
     this.#heads = new Int32Array(maxOrder + 1).fill(NIL);
     this.#freeBlocksByOrder = new Float64Array(maxOrder + 1);
     this.#failedByOrder = new Float64Array(ORDER_LIMIT + 1);
+    if (loading) return; // a load sets every frame from the saved state
     // Maximal naturally aligned blocks, ascending address order.
     let frame = 0;
     while (frame < frameCount) {
@@ -360,9 +364,20 @@ export class BuddyPageAllocator {
    * @throws {StateError} if the state does not read back or is not consistent
    */
   static load(r: StateReader): BuddyPageAllocator {
-    const pages = new BuddyPageAllocator(r.num(), r.num());
-    pages.#loadRest(r);
-    return pages;
+    try {
+      loading = true;
+      let pages: BuddyPageAllocator;
+      try {
+        pages = new BuddyPageAllocator(r.num(), r.num());
+      } finally {
+        loading = false;
+      }
+      pages.#loadRest(r);
+      return pages;
+    } catch (e) {
+      if (e instanceof StateError) throw e;
+      throw new StateError(`A saved page allocator does not load: ${(e as Error).message}`);
+    }
   }
 
   /**
@@ -382,7 +397,12 @@ export class BuddyPageAllocator {
           `of ${this.frameCount} frames (order ${this.maxOrder})`,
       );
     }
-    this.#loadRest(r);
+    try {
+      this.#loadRest(r);
+    } catch (e) {
+      if (e instanceof StateError) throw e;
+      throw new StateError(`A saved page allocator does not load: ${(e as Error).message}`);
+    }
   }
 
   #loadRest(r: StateReader): void {
@@ -397,6 +417,7 @@ export class BuddyPageAllocator {
     pages.#failedByOrder = r.array(Float64Array);
     pages.#ownerFrames = r.array(Float64Array);
     pages.#ownerPeakFrames = r.array(Float64Array);
+    pages.#clearFrames();
     readSparse(r, pages.#state);
     readSparse(r, pages.#link0);
     readSparse(r, pages.#link1);
@@ -473,7 +494,7 @@ export class BuddyPageAllocator {
     if (listedFree !== this.#freeFrames) {
       errors.push(`free lists hold ${listedFree} frames, counted ${this.#freeFrames}`);
     }
-    const owned: number[] = [];
+    const owned = new Map<number, number>(); // a Map: a damaged owner id may be huge
     let walkedFree = 0;
     for (let f = 0; f < this.frameCount;) {
       const s = this.#state[f]!;
@@ -483,17 +504,20 @@ export class BuddyPageAllocator {
         break;
       }
       if (s & STATE_FREE) walkedFree += 2 ** o;
-      else owned[this.#link0[f]!] = (owned[this.#link0[f]!] ?? 0) + 2 ** o;
+      else owned.set(this.#link0[f]!, (owned.get(this.#link0[f]!) ?? 0) + 2 ** o);
       f += 2 ** o;
     }
     if (walkedFree !== this.#freeFrames) {
       errors.push(`blocks hold ${walkedFree} free frames, counted ${this.#freeFrames}`);
     }
-    const owners = Math.max(owned.length, this.#ownerFrames.length);
-    for (let id = 0; id < owners; id++) {
-      if ((owned[id] ?? 0) !== (this.#ownerFrames[id] ?? 0)) {
+    const ids = new Set(owned.keys());
+    this.#ownerFrames.forEach((n, id) => {
+      if (n !== 0) ids.add(id);
+    });
+    for (const id of [...ids].sort((a, b) => a - b)) {
+      if ((owned.get(id) ?? 0) !== (this.#ownerFrames[id] ?? 0)) {
         errors.push(
-          `owner ${id} holds ${owned[id] ?? 0} frames, counted ${this.#ownerFrames[id] ?? 0}`,
+          `owner ${id} holds ${owned.get(id) ?? 0} frames, counted ${this.#ownerFrames[id] ?? 0}`,
         );
       }
     }
@@ -515,6 +539,30 @@ export class BuddyPageAllocator {
   }
 
   // -- internals ---------------------------------------------------------------
+
+  /**
+   * Zero every frame's state and words, writing only where something was written
+   * (block heads, and the frames of allocated blocks): a fresh machine's untouched
+   * frames stay untouched, so a load does not make the OS back them.
+   */
+  #clearFrames(): void {
+    for (let f = 0; f < this.frameCount;) {
+      const s = this.#state[f]!;
+      const size = s === 0 ? 1 : 2 ** (s & STATE_ORDER_MASK);
+      if (s === 0) {
+        if (this.#link0[f] !== 0) this.#link0[f] = 0;
+        if (this.#link1[f] !== 0) this.#link1[f] = 0;
+      } else if ((s & STATE_ALLOCATED) !== 0) {
+        this.#link0.fill(0, f, f + size);
+        this.#link1.fill(0, f, f + size);
+      } else {
+        this.#link0[f] = 0;
+        this.#link1[f] = 0;
+      }
+      this.#state[f] = 0;
+      f += size;
+    }
+  }
 
   #pushFree(frame: number, order: number): void {
     const head = this.#heads[order]!;
@@ -652,13 +700,18 @@ function writeSparse(w: StateWriter, a: Uint8Array | Int32Array): void {
   w.array(values);
 }
 
-/** Fill `a` (all zeros but what `writeSparse` wrote) from `r`. */
+/** Set in `a` (all zeros: see #clearFrames) what `writeSparse` wrote. */
 function readSparse(r: StateReader, a: Uint8Array | Int32Array): void {
   if (r.num() !== a.length) throw new StateError("A saved page allocator's frame count differs");
   const at = r.array(Int32Array);
   const values = a instanceof Uint8Array ? r.array(Uint8Array) : r.array(Int32Array);
-  a.fill(0);
-  for (let k = 0; k < at.length; k++) a[at[k]!] = values[k]!;
+  for (let k = 0; k < at.length; k++) {
+    const i = at[k]!;
+    if (!(i >= 0 && i < a.length) || (k > 0 && i <= at[k - 1]!)) {
+      throw new StateError(`A saved page allocator's frame index ${i} is out of order or range`);
+    }
+    a[i] = values[k]!;
+  }
 }
 
 /** Bytes of machine memory in `frameCount` frames. */

@@ -460,6 +460,12 @@ export function parseSnapshotDocument(json: unknown): SnapshotContent {
         `(the file was changed or damaged)`,
     );
   }
+  if (doc.heap.pages_held + doc.heap.reserved_pages > doc.domain.max_pages) {
+    throw new SnapshotError(
+      `Snapshot heap holds ${doc.heap.pages_held} pages and reserves ${doc.heap.reserved_pages}: ` +
+        `more than its domain's max_pages ${doc.domain.max_pages}`,
+    );
+  }
   const common = {
     machine: { frames: doc.machine.frames, maxOrder: doc.machine.max_order },
     domain: {

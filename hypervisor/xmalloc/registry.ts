@@ -7,10 +7,31 @@
 
 import { buddyEngine } from "./buddy.ts";
 import type { EngineDescriptor } from "./engine.ts";
+import { StateError } from "../../src/state_codec.ts";
 import { firstFitEngine } from "./first_fit.ts";
 import { slubEngine } from "./slub.ts";
 import { tlsfEngine } from "./tlsf.ts";
 import { tlsf2008Engine } from "./tlsf_2008.ts";
+
+/**
+ * `d`, its `load` answering a state it cannot read with a StateError only: a damaged
+ * state (from a file or a journal) may make an engine's own reads throw anything.
+ */
+function loadingSafely(d: EngineDescriptor): EngineDescriptor {
+  return {
+    ...d,
+    load(context, r) {
+      try {
+        return d.load(context, r);
+      } catch (e) {
+        if (e instanceof StateError) throw e;
+        throw new StateError(
+          `The state of a ${d.name} engine does not load: ${(e as Error).message}`,
+        );
+      }
+    },
+  };
+}
 
 /** Every engine, in the order comparisons print them. */
 export const ENGINES: readonly EngineDescriptor[] = [
@@ -19,7 +40,7 @@ export const ENGINES: readonly EngineDescriptor[] = [
   tlsfEngine,
   slubEngine,
   buddyEngine,
-];
+].map(loadingSafely);
 
 /** Names of every engine. */
 export const ENGINE_NAMES: readonly string[] = ENGINES.map((e) => e.name);
