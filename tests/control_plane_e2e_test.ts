@@ -64,6 +64,7 @@ async function withServer(
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
+      "--unstable-no-legacy-abort", // as the serve task runs it
       "--allow-net",
       "--allow-env",
       "--allow-read",

@@ -22,6 +22,7 @@ const ADMIN = "admin-token-0123456789";
 const MACHINE_MIB = 64;
 /** The permissions of deno.json's serve task. */
 const SERVE_PERMISSIONS = [
+  "--unstable-no-legacy-abort", // as the serve task runs it
   "--allow-net",
   "--allow-env=HEAPVISOR_ADMIN_TOKEN",
   "--allow-read",

@@ -227,6 +227,7 @@ async function startServer(
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
+      "--unstable-no-legacy-abort", // as the serve task runs it
       "--allow-net",
       "--allow-env=HEAPVISOR_ADMIN_TOKEN",
       "--allow-read",
