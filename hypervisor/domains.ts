@@ -78,7 +78,7 @@ import {
   snapshotDocument,
   SnapshotError,
 } from "./snapshot.ts";
-import { StateReader, StateWriter } from "../src/state_codec.ts";
+import { StateError, StateReader, StateWriter } from "../src/state_codec.ts";
 
 /** Most vCPUs a domain may have (Xen's default HVM limit is 128; 4096 with x2APIC). */
 export const VCPUS_MAX = 4096;
@@ -375,6 +375,13 @@ export class Domain {
       this.pageSource = r.bool()
         ? ForkPageSource.load(pages, id, r)
         : new PageSource(pages, id, r.num());
+      const layout = r.num();
+      if (layout !== descriptor.stateLayout) {
+        throw new StateError(
+          `Domain ${id}'s ${spec.engine} state is of layout ${layout}; this heapvisor reads ` +
+            `layout ${descriptor.stateLayout}`,
+        );
+      }
       this.engine = descriptor.load({ pageSource: this.pageSource, cpuCount: spec.vcpus }, r);
       this.#ledger.loadState(r);
       return;
@@ -417,6 +424,7 @@ export class Domain {
     w.bool(fork);
     if (fork) (this.pageSource as ForkPageSource).saveState(w);
     else w.num(this.pageSource.maxPages);
+    w.num(engineDescriptor(this.engine.name).stateLayout);
     this.engine.saveState(w);
     this.#ledger.saveState(w);
   }
@@ -441,7 +449,11 @@ export class Domain {
         vcpus: this.vcpus,
         maxPages: this.#maxPages,
       },
-      state: poolState(savePoolPages(machine, this.id), engine.bytes()),
+      state: poolState(
+        savePoolPages(machine, this.id),
+        engine.bytes(),
+        engineDescriptor(this.engine.name).stateLayout,
+      ),
       heap: {
         pages_held: this.pageSource.heldPages,
         pool_pages: held.poolPages,

@@ -62,7 +62,7 @@ import {
   encodePageFailure,
   PageSource,
 } from "./xmalloc/engine.ts";
-import { ENGINE_NAMES } from "./xmalloc/registry.ts";
+import { ENGINE_NAMES, engineDescriptor } from "./xmalloc/registry.ts";
 import { grown } from "../src/typed_array.ts";
 import { crc32, deflateRawSync, inflateRawSync } from "node:zlib";
 import { Buffer } from "node:buffer";
@@ -237,11 +237,13 @@ export interface PoolState {
   readonly engine: Uint8Array;
   /** Bytes of the two (as they are read, not as they are kept). */
   readonly bytes: number;
+  /** The engine's state layout (`EngineDescriptor.stateLayout`). */
+  readonly layout: number;
 }
 
 /** A state as read: both arrays as they are. */
-export function poolState(pages: Uint8Array, engine: Uint8Array): PoolState {
-  return { pages, engine, bytes: pages.length + engine.length };
+export function poolState(pages: Uint8Array, engine: Uint8Array, layout: number): PoolState {
+  return { pages, engine, bytes: pages.length + engine.length, layout };
 }
 
 /**
@@ -260,6 +262,7 @@ export function packedPoolState(state: PoolState): PoolState {
       return new Uint8Array(inflateRawSync(engine));
     },
     bytes: state.bytes,
+    layout: state.layout,
   };
 }
 
@@ -307,8 +310,11 @@ export interface SnapshotDocument {
   heap: SnapshotHeap;
   /** Live blocks: [address, requested bytes, vCPU], by address. */
   blocks: [number, number, number][];
-  /** Version 2: the pool's pages and the engine's state, deflated and base64-encoded. */
-  state?: { encoding: "deflate+base64"; pages: string; engine: string };
+  /**
+   * Version 2: the pool's pages and the engine's state, deflated and base64-encoded,
+   * and the layout of the engine's state (absent: 1).
+   */
+  state?: { encoding: "deflate+base64"; pages: string; engine: string; layout?: number };
   /** Version 1: operations, in order. */
   ops?: (string | number)[][];
   /** Version 1: the page allocator's answers, in order. */
@@ -361,6 +367,7 @@ export function snapshotDocument(content: SnapshotContent): SnapshotDocument {
         encoding: "deflate+base64",
         pages: pack(content.state.pages),
         engine: pack(content.state.engine),
+        ...(content.state.layout === 1 ? {} : { layout: content.state.layout }),
       },
     };
   } else {
@@ -414,6 +421,7 @@ const envelope = z.object({
     encoding: z.literal("deflate+base64"),
     pages: z.string(),
     engine: z.string(),
+    layout: z.number().int().min(1).optional(),
   }).optional(),
   ops: z.array(z.array(z.union([z.string(), z.number()]))).optional(),
   page_responses: z.array(z.number().int().min(-(2 ** 31)).max(2 ** 31 - 1)).optional(),
@@ -479,12 +487,21 @@ export function parseSnapshotDocument(json: unknown): SnapshotContent {
   };
   if (doc.version === 2) {
     if (doc.state === undefined) throw new SnapshotError("Snapshot version 2 has no state");
+    const layout = doc.state.layout ?? 1;
+    const reads = engineDescriptor(doc.domain.engine).stateLayout;
+    if (layout !== reads) {
+      throw new SnapshotError(
+        `Snapshot's ${doc.domain.engine} state is of layout ${layout}; this heapvisor reads ` +
+          `layout ${reads} (export it again from a heapvisor that reads both)`,
+      );
+    }
     return {
       version: 2,
       ...common,
       state: poolState(
         unpack(doc.state.pages, "state.pages"),
         unpack(doc.state.engine, "state.engine"),
+        layout,
       ),
     };
   }

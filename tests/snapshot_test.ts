@@ -181,6 +181,11 @@ Deno.test("snapshot: a bad file is refused with what and where, and nothing is k
       /does not read back|not consistent/,
     ],
     [
+      "an engine state of another layout",
+      resealed({ ...good, state: { ...state, layout: 2 } }),
+      /tlsf state is of layout 2; this heapvisor reads layout 1/,
+    ],
+    [
       "a state that is not deflated",
       resealed({ ...good, state: { ...state, engine: "AAAA" } }),
       /does not inflate/,

@@ -549,6 +549,7 @@ export function buddyEngineDescriptor(options: BuddyOptions = {}): EngineDescrip
         "per 64-bit bitmap word written, per memr node visited",
     },
     create: (context: EngineContext) => new BuddyEngine(context, { regionOrder }),
+    stateLayout: 1,
     load: (context: EngineContext, r: StateReader) => BuddyEngine.load(context, r, { regionOrder }),
   };
 }

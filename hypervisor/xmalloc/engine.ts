@@ -309,6 +309,12 @@ export interface EngineDescriptor {
   /** Build one pool. */
   create(context: EngineContext): XmallocEngine;
   /**
+   * Version of the layout `saveState` writes (from 1). Bump it whenever the fields
+   * saved change: a snapshot or checkpoint of another layout is then refused by name
+   * instead of misread.
+   */
+  stateLayout: number;
+  /**
    * Build the pool whose state `r` holds (from `saveState`), touching nothing: its
    * page source already holds the same pages with the same private words (the page
    * allocator is saved and loaded with its owners and words). The context has the

@@ -637,5 +637,6 @@ export const firstFitEngine: EngineDescriptor = {
     free_list: "one global LIFO list, first fit from the head; xfree walks all of it",
   },
   create: (context: EngineContext) => new FirstFitEngine(context),
+  stateLayout: 1,
   load: (context: EngineContext, r: StateReader) => FirstFitEngine.load(context, r),
 };

@@ -734,6 +734,7 @@ export const slubEngine: EngineDescriptor = {
   create(context: EngineContext): XmallocEngine {
     return new SlubEngine(context);
   },
+  stateLayout: 1,
   load(context: EngineContext, r: StateReader): XmallocEngine {
     return SlubEngine.load(context, r);
   },

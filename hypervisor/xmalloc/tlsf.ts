@@ -129,5 +129,6 @@ export const tlsfEngine: EngineDescriptor = {
     whole_pages: "size >= 4096, or the pool cannot serve it; tail beyond PFN_UP(size) freed",
   },
   create: (context) => new TlsfEngine(context),
+  stateLayout: 1,
   load: (context, r) => TlsfEngine.load(context, r),
 };

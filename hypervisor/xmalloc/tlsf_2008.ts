@@ -128,5 +128,6 @@ export const tlsf2008Engine: EngineDescriptor = {
     whole_pages: "size >= 4064: order get_order_from_bytes(size + 16), header in front",
   },
   create: (context) => new Tlsf2008Engine(context),
+  stateLayout: 1,
   load: (context, r) => Tlsf2008Engine.load(context, r),
 };
