@@ -508,16 +508,33 @@ export class Journal {
    * of a thousand is one insert, one CRC and one fsync, not a thousand.
    */
   append(ops: readonly JournalOp[]): void {
-    if (ops.length === 0) return;
-    const seq = this.#lastSeq + 1;
-    const text = JSON.stringify(ops.length === 1 ? ops[0] : ops);
+    this.appendRows([ops]);
+  }
+
+  /**
+   * Append each of `rows` as a row (one request's operations each), all in one
+   * transaction: one fsync for them all (group commit). All are durable when this
+   * returns, or none (SQLite rolls the transaction back).
+   *
+   * @throws {JournalError} if the journal is full or read-only (nothing was written)
+   */
+  appendRows(rows: readonly (readonly JournalOp[])[]): void {
+    const texts = rows.filter((ops) => ops.length > 0)
+      .map((ops) => JSON.stringify(ops.length === 1 ? ops[0] : ops));
+    if (texts.length === 0) return;
+    let seq = this.#lastSeq;
+    const several = texts.length > 1;
     try {
-      this.#insert.run(seq, text, crc32(text)); // one statement: its own transaction
+      if (several) this.#db.exec("BEGIN IMMEDIATE");
+      for (const text of texts) this.#insert.run(++seq, text, crc32(text));
+      if (several) this.#db.exec("COMMIT");
     } catch (e) {
-      // SQLite rolled the statement back: nothing of the row is in the database.
+      // Rolled back: nothing of these rows is in the database.
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       const failure = sqliteFailure(e);
       if (failure === "full") {
-        throw this.#fullError(e, new TextEncoder().encode(text).length, "append");
+        const bytes = texts.reduce((n, t) => n + new TextEncoder().encode(t).length, 0);
+        throw this.#fullError(e, bytes, "append");
       }
       if (failure === "readonly") {
         throw new JournalError(
@@ -528,7 +545,7 @@ export class Journal {
       throw e;
     }
     this.#lastSeq = seq;
-    this.#opsSinceCheckpoint += ops.length;
+    this.#opsSinceCheckpoint += rows.reduce((n, ops) => n + ops.length, 0);
   }
 
   /**

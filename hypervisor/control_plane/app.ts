@@ -20,6 +20,7 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
+import { setImmediate } from "node:timers";
 import { streamSSE } from "hono/streaming";
 import type { Hypervisor } from "../hypervisor.ts";
 import { pageAllocatorCalls } from "../page_allocator.ts";
@@ -96,9 +97,10 @@ export interface ControlPlaneOptions {
   signal?: AbortSignal;
   /**
    * Where acknowledged operations are made durable before each response (none:
-   * ephemeral). If appending fails (disk full, read-only), the request gets 503 and
-   * every later change is refused with 503 too, since memory then holds an operation
-   * the log does not.
+   * ephemeral). The rows of the requests handled in one turn of the event loop are
+   * one transaction (group commit); a read waits for the rows in flight. If appending
+   * fails (disk full, read-only), those requests get 503 and every later change is
+   * refused with 503 too, since memory then holds operations the log does not.
    */
   journal?: Journal;
   /**
@@ -182,34 +184,64 @@ export function createControlPlane(
   const tokens = new TokenStore(options.adminToken);
   const journal = options.journal;
   let journalFault: string | null = null;
-  /**
-   * Make the operations `entries()` names durable, or answer 503 and refuse every
-   * later change. Without a journal nothing is built: the hot path pays nothing.
-   */
   const checkpointEvery = options.checkpointEvery ?? CHECKPOINT_EVERY_OPS;
   let checkpointRetryAt = 0; // after a failed checkpoint: the count to try again at
-  const record = (entries: () => JournalOp[]): void => {
-    if (journal === undefined) return;
+  // Group commit: the rows of the requests handled in one turn of the event loop are
+  // appended together, in the order they changed the model, as one transaction with
+  // one fsync; each of those requests answers once its row is durable.
+  let queued: JournalOp[][] = [];
+  let flushing: Promise<void> | null = null;
+  const flush = (): void => {
+    const rows = queued;
+    queued = [];
+    flushing = null;
     try {
-      journal.append(entries());
+      journal!.appendRows(rows);
     } catch (e) {
       journalFault = (e as Error).message;
       console.error(`control plane: journal append failed: ${journalFault}`);
-      fail(503, "journal_unavailable", `Not durable, so not done: ${journalFault}`);
+      throw e;
     }
-    const since = journal.opsSinceCheckpoint; // counted across restarts (replay sets it)
+    const since = journal!.opsSinceCheckpoint; // counted across restarts (replay sets it)
     if (checkpointEvery > 0 && since >= checkpointEvery && since >= checkpointRetryAt) {
       try {
         const t0 = performance.now();
-        const bytes = journal.checkpoint(hypervisor, tenantTokenHashes());
+        const bytes = journal!.checkpoint(hypervisor, tenantTokenHashes());
         checkpointRetryAt = 0;
-        options.onCheckpoint?.({ afterRow: journal.length, bytes, ms: performance.now() - t0 });
+        options.onCheckpoint?.({ afterRow: journal!.length, bytes, ms: performance.now() - t0 });
       } catch (e) {
-        // The operation is durable already; the journal keeps its rows. Retried later.
+        // The operations are durable already; the journal keeps its rows. Retried later.
         checkpointRetryAt = since + checkpointEvery;
         console.error(`control plane: checkpoint failed (retried later): ${(e as Error).message}`);
       }
     }
+  };
+  /**
+   * Make the operations `entries()` names durable: await it before answering. It is
+   * 503 (and every later change too) if the journal cannot take them. Without a
+   * journal nothing is built and there is nothing to wait for.
+   */
+  const record = (entries: () => JournalOp[]): Promise<void> | undefined => {
+    if (journal === undefined) return undefined;
+    queued.push(entries());
+    flushing ??= new Promise<void>((resolve, reject) =>
+      setImmediate(() => {
+        try {
+          flush();
+          resolve();
+        } catch (e) {
+          reject(e);
+        }
+      })
+    );
+    return flushing.then(
+      () => {},
+      (e) => fail(503, "journal_unavailable", `Not durable, so not done: ${(e as Error).message}`),
+    );
+  };
+  /** Wait until every change made so far is durable (what a read may show). */
+  const durable = async (): Promise<void> => {
+    if (flushing !== null) await flushing.catch(() => {});
   };
   /** Every tenant's token hash, for a checkpoint. */
   const tenantTokenHashes = (): [number, string][] =>
@@ -333,6 +365,12 @@ export function createControlPlane(
     return limiter(c, next);
   });
 
+  // A read shows only what is durable: it waits for the rows in flight.
+  app.use("*", async (c, next) => {
+    if (c.req.method === "GET" || c.req.method === "HEAD") await durable();
+    await next();
+  });
+
   app.use("*", (c, next) => {
     if (journalFault !== null && c.req.method !== "GET" && c.req.method !== "HEAD") {
       fail(
@@ -437,7 +475,7 @@ export function createControlPlane(
       },
       responses: { 201: json(CreatedTenantBody, "created"), ...errors },
     }),
-    (c) => {
+    async (c) => {
       requireAdmin(c);
       const body = c.req.valid("json");
       const tenant = tenancy.createTenant(body.name, {
@@ -445,7 +483,8 @@ export function createControlPlane(
         maxPages: body.max_pages,
       });
       const token = tokens.issueTenantToken(tenant.id);
-      record(() => [
+      const answer = { ...tenantBody(tenant.id), token }; // as of this request
+      await record(() => [
         {
           kind: "create_tenant",
           name: body.name,
@@ -454,7 +493,7 @@ export function createControlPlane(
         },
         { kind: "tenant_token", tenant: tenant.id, sha256: tokens.tenantTokenHash(tenant.id)! },
       ]);
-      return c.json({ ...tenantBody(tenant.id), token }, 201);
+      return c.json(answer, 201);
     },
   );
 
@@ -496,12 +535,12 @@ export function createControlPlane(
       request: { params: IdParam },
       responses: { 204: { description: "deleted" }, ...errors },
     }),
-    (c) => {
+    async (c) => {
       requireAdmin(c);
       const { id } = c.req.valid("param");
       tenancy.deleteTenant(id);
       tokens.revokeTenant(id);
-      record(() => [{ kind: "delete_tenant", tenant: id }]);
+      await record(() => [{ kind: "delete_tenant", tenant: id }]);
       assertMachineSound(hypervisor);
       return c.body(null, 204);
     },
@@ -525,7 +564,7 @@ export function createControlPlane(
         507: json(ErrorBody, "from_snapshot: the machine cannot back the snapshot's heap"),
       },
     }),
-    (c) => {
+    async (c) => {
       const body = c.req.valid("json");
       const tenantId = targetTenant(c, body.tenant_id, "creates domains");
       let domain: Domain;
@@ -559,7 +598,7 @@ export function createControlPlane(
           // Refused after the machine was asked for pages (its counters moved): logged,
           // so a replay makes the same calls and refuses too.
           if (e instanceof MachineFullError) {
-            record(() => [{
+            await record(() => [{
               kind: "create_domain",
               tenant: tenantId,
               name: spec.name,
@@ -573,7 +612,8 @@ export function createControlPlane(
           throw e;
         }
       }
-      record(() => [{
+      const answer = moved === null ? domain.stats() : { ...domain.stats(), moved };
+      await record(() => [{
         kind: "create_domain",
         tenant: tenantId,
         name: body.name,
@@ -582,7 +622,7 @@ export function createControlPlane(
         engine: domain.engine.name,
         ...(body.from_snapshot !== undefined ? { from_snapshot: body.from_snapshot } : {}),
       }]);
-      return c.json(moved === null ? domain.stats() : { ...domain.stats(), moved }, 201);
+      return c.json(answer, 201);
     },
   );
 
@@ -622,10 +662,10 @@ export function createControlPlane(
         409: json(ErrorBody, "the tenant keeps the most snapshots allowed"),
       },
     }),
-    (c) => {
+    async (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
       const s = tenancy.takeSnapshot(domain.id);
-      record(() => [{ kind: "snapshot", domain: domain.id, snapshot: s.id }]);
+      await record(() => [{ kind: "snapshot", domain: domain.id, snapshot: s.id }]);
       return c.json(snapshotBody(s), 201);
     },
   );
@@ -694,11 +734,11 @@ export function createControlPlane(
         422: json(ErrorBody, "not a valid snapshot: what and where"),
       },
     }),
-    (c) => {
+    async (c) => {
       const document = c.req.valid("json");
       const tenantId = targetTenant(c, c.req.valid("query").tenant_id, "imports snapshots");
       const s = tenancy.importSnapshot(tenantId, parseSnapshotDocument(document));
-      record(() => [{ kind: "import_snapshot", tenant: tenantId, snapshot: s.id, document }]);
+      await record(() => [{ kind: "import_snapshot", tenant: tenantId, snapshot: s.id, document }]);
       return c.json(snapshotBody(s), 201);
     },
   );
@@ -712,10 +752,10 @@ export function createControlPlane(
       request: { params: IdParam },
       responses: { 204: { description: "deleted" }, ...errors },
     }),
-    (c) => {
+    async (c) => {
       const s = visibleSnapshot(c, c.req.valid("param").id);
       tenancy.deleteSnapshot(s.id);
-      record(() => [{ kind: "delete_snapshot", snapshot: s.id }]);
+      await record(() => [{ kind: "delete_snapshot", snapshot: s.id }]);
       return c.body(null, 204);
     },
   );
@@ -757,10 +797,10 @@ export function createControlPlane(
       request: { params: IdParam },
       responses: { 204: { description: "destroyed" }, ...errors },
     }),
-    (c) => {
+    async (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
       tenancy.destroyDomain(domain.id);
-      record(() => [{ kind: "destroy_domain", domain: domain.id }]);
+      await record(() => [{ kind: "destroy_domain", domain: domain.id }]);
       assertMachineSound(hypervisor);
       return c.body(null, 204);
     },
@@ -793,11 +833,11 @@ export function createControlPlane(
       },
       responses: { ...served, ...errors },
     }),
-    (c) => {
+    async (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.allocate(b.size, b.align ?? 1, b.vcpu ?? 0, b.at_cycles);
-      record(() => [memoryEntry("allocate", domain.id, b)]);
+      await record(() => [memoryEntry("allocate", domain.id, b)]);
       return c.json(opResult(r), r.ok ? 201 : 507);
     },
   );
@@ -818,11 +858,11 @@ export function createControlPlane(
         409: json(ErrorBody, "double free or interior pointer"),
       },
     }),
-    (c) => {
+    async (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.free(b.address, b.vcpu ?? 0, b.at_cycles);
-      record(() => [memoryEntry("free", domain.id, b, b.address)]);
+      await record(() => [memoryEntry("free", domain.id, b, b.address)]);
       return c.json(opResult(r), 200);
     },
   );
@@ -840,11 +880,11 @@ export function createControlPlane(
       },
       responses: { ...served, ...errors, 409: json(ErrorBody, "double free or interior pointer") },
     }),
-    (c) => {
+    async (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.reallocate(b.address, b.size, b.align ?? 1, b.vcpu ?? 0, b.at_cycles);
-      record(() => [memoryEntry("reallocate", domain.id, b, b.address)]);
+      await record(() => [memoryEntry("reallocate", domain.id, b, b.address)]);
       return c.json(opResult(r), r.ok ? 201 : 507);
     },
   );
@@ -869,11 +909,11 @@ export function createControlPlane(
         413: json(ErrorBody, "body too large"),
       },
     }),
-    (c) => {
+    async (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
       const done: JournalOp[] | null = journal === undefined ? null : [];
       const result = runBatch(domain, c.req.valid("json").ops, done);
-      if (done !== null) record(() => done);
+      if (done !== null) await record(() => done);
       return c.json(result, 200);
     },
   );
@@ -901,11 +941,13 @@ export function createControlPlane(
         ...errors,
       },
     }),
-    (c) => {
+    async (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.reserve(b.pages, b.at_cycles);
-      record(() => [{ kind: "reserve", domain: domain.id, pages: b.pages, ...at(b.at_cycles) }]);
+      await record(
+        () => [{ kind: "reserve", domain: domain.id, pages: b.pages, ...at(b.at_cycles) }],
+      );
       return c.json({
         ok: r.ok,
         granted: r.grantedPages,
@@ -934,11 +976,13 @@ export function createControlPlane(
         409: json(ErrorBody, "fewer pages reserved than named (nothing changed)"),
       },
     }),
-    (c) => {
+    async (c) => {
       const domain = visibleDomain(c, c.req.valid("param").id);
       const b = c.req.valid("json");
       const r = domain.unreserve(b.pages, b.at_cycles);
-      record(() => [{ kind: "unreserve", domain: domain.id, pages: b.pages, ...at(b.at_cycles) }]);
+      await record(
+        () => [{ kind: "unreserve", domain: domain.id, pages: b.pages, ...at(b.at_cycles) }],
+      );
       return c.json({
         released: r.releasedPages,
         reserved_pages: r.reservedPages,
@@ -1052,6 +1096,7 @@ export function createControlPlane(
             await stream.writeSSE({ event: "destroyed", data: JSON.stringify({ id: domain.id }) });
             return;
           }
+          await durable(); // an event, like a read, shows only what is durable
           const data = JSON.stringify(domain.stats());
           await stream.writeSSE({ event: "stats", id: String(n), data });
           if (n + 1 < maxEvents) {
