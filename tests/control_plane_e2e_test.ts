@@ -9,8 +9,8 @@ import assert from "node:assert/strict";
 import { ControlPlaneClient, ControlPlaneError } from "../guests/client.ts";
 import { parsePrometheus, parseSse, readAllWithin } from "./control_plane_harness.ts";
 import { within } from "../src/within.ts";
+import { PROJECT_ROOT, SERVE_TASK_FLAGS, spawnServe } from "../src/cli/_serve_process.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
 const ADMIN_TOKEN = "e2e-admin-token-0123456789";
 /** Start-up compiles the server: allow for a cold cache. */
 const START_TIMEOUT_MS = 60_000;
@@ -57,32 +57,10 @@ async function withServer(
   fn: (server: Server) => Promise<void>,
   storage: string[] = ["--ephemeral"],
 ): Promise<void> {
-  const env = Deno.env.toObject();
-  delete env["HEAPVISOR_ADMIN_TOKEN"];
-  if (adminToken !== undefined) env["HEAPVISOR_ADMIN_TOKEN"] = adminToken;
-  env["NO_COLOR"] = "1";
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--unstable-no-legacy-abort", // as the serve task runs it
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      "--allow-write",
-      "src/cli/serve.ts",
-      "--port",
-      "0",
-      "--machine-mib",
-      "64",
-      ...storage,
-    ],
-    cwd: ROOT,
-    env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnServe({
+    ...(adminToken !== undefined ? { adminToken } : {}),
+    args: ["--port", "0", "--machine-mib", "64", ...storage],
+  });
   const stdout = new Collected(child.stdout);
   const stderr = new Collected(child.stderr);
   let exited = false;
@@ -320,24 +298,10 @@ Deno.test("e2e: a second server on the same data directory is refused at start, 
   const dir = await Deno.makeTempDir({ prefix: "heapvisor-e2e-data-" });
   try {
     await withServer(ADMIN_TOKEN, async (first) => {
-      const env = { HEAPVISOR_ADMIN_TOKEN: ADMIN_TOKEN, NO_COLOR: "1" };
-      const second = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          "src/cli/serve.ts",
-          "--port",
-          "0",
-          "--machine-mib",
-          "64",
-          "--data",
-          dir,
-        ],
-        cwd: ROOT,
-        env,
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
+      const second = spawnServe({
+        adminToken: ADMIN_TOKEN,
+        args: ["--port", "0", "--machine-mib", "64", "--data", dir],
+      });
       const status = await within(second.status, START_TIMEOUT_MS);
       if (status === "timeout") second.kill("SIGKILL");
       const out = await second.output();
@@ -355,4 +319,9 @@ Deno.test("e2e: a second server on the same data directory is refused at start, 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("e2e: the servers these tests start run with the serve task's flags", () => {
+  const tasks = JSON.parse(Deno.readTextFileSync(`${PROJECT_ROOT}deno.json`)).tasks;
+  assert.equal(tasks.serve, `deno run ${SERVE_TASK_FLAGS.join(" ")} src/cli/serve.ts`);
 });

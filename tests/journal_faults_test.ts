@@ -16,8 +16,8 @@ import { Tenancy } from "../hypervisor/domains.ts";
 import { applyOp, Journal, JournalError, type JournalOp } from "../hypervisor/journal.ts";
 import { Prng } from "../src/prng.ts";
 import { MiB } from "../src/units.ts";
+import { spawnServe } from "../src/cli/_serve_process.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
 const ADMIN = "admin-token-0123456789";
 const MACHINE_MIB = 64;
 /** The permissions of deno.json's serve task. */
@@ -365,31 +365,12 @@ async function runServe(
   args: string[],
   options: { permissions?: string[]; wrapper?: string[] } = {},
 ): Promise<Run> {
-  const env = Deno.env.toObject();
-  delete env["HEAPVISOR_ADMIN_TOKEN"];
-  env["HEAPVISOR_ADMIN_TOKEN"] = "faults-admin-token-0123456789";
-  env["NO_COLOR"] = "1";
-  const serve = [
-    Deno.execPath(),
-    "run",
-    ...(options.permissions ?? SERVE_PERMISSIONS),
-    "src/cli/serve.ts",
-    "--port",
-    "0",
-    "--machine-mib",
-    String(MACHINE_MIB),
-    ...args,
-  ];
-  const argv = [...(options.wrapper ?? []), ...serve];
-  const child = new Deno.Command(argv[0]!, {
-    args: argv.slice(1),
-    cwd: ROOT,
-    env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnServe({
+    adminToken: "faults-admin-token-0123456789",
+    args: ["--port", "0", "--machine-mib", String(MACHINE_MIB), ...args],
+    flags: options.permissions ?? SERVE_PERMISSIONS,
+    ...(options.wrapper ? { wrapper: options.wrapper } : {}),
+  });
   let stdout = "";
   let stderr = "";
   const reading = Promise.all([
@@ -401,7 +382,7 @@ async function runServe(
     })(),
   ]);
   let exited: Deno.CommandStatus | null = null;
-  child.status.then((s) => (exited = s));
+  child.status.then((s: Deno.CommandStatus) => (exited = s));
   let started = false;
   const deadline = Date.now() + RUN_TIMEOUT_MS;
   try {

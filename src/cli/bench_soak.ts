@@ -32,11 +32,11 @@ import { isDeepStrictEqual, parseArgs } from "node:util";
 import { deriveSeed, Prng, SEED_MAX } from "../prng.ts";
 import { renderTable } from "../table.ts";
 import { within } from "../within.ts";
+import { spawnServe } from "./_serve_process.ts";
 import { type BatchOp, ControlPlaneClient, type DomainInfo } from "../../guests/client.ts";
 import { BATCH_MAX_OPS } from "../../hypervisor/control_plane/schemas.ts";
 import { ENGINE_NAMES } from "../../hypervisor/xmalloc/registry.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
 const SERVE = "src/cli/serve.ts";
 
 /** Most domains a tenant keeps at once. */
@@ -220,33 +220,11 @@ async function startServer(
   machineMib: number,
   opsSoFar: number,
 ): Promise<Server> {
-  const env = Deno.env.toObject();
-  env["HEAPVISOR_ADMIN_TOKEN"] = adminToken;
-  env["NO_COLOR"] = "1";
   const t0 = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--unstable-no-legacy-abort", // as the serve task runs it
-      "--allow-net",
-      "--allow-env=HEAPVISOR_ADMIN_TOKEN",
-      "--allow-read",
-      "--allow-write",
-      SERVE,
-      "--port",
-      "0",
-      "--machine-mib",
-      String(machineMib),
-      "--data",
-      dataDir,
-    ],
-    cwd: ROOT,
-    env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnServe({
+    adminToken,
+    args: ["--port", "0", "--machine-mib", String(machineMib), "--data", dataDir],
+  });
   const server: Server = {
     child,
     pid: child.pid,
