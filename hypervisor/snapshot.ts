@@ -468,6 +468,13 @@ export function parseSnapshotDocument(json: unknown): SnapshotContent {
         `(the file was changed or damaged)`,
     );
   }
+  if (doc.machine.frames / 2 ** doc.machine.max_order > 65_536) {
+    // A restore builds a frame space of this shape: keep it to a sane number of blocks.
+    throw new SnapshotError(
+      `Snapshot machine of ${doc.machine.frames} frames in blocks of order at most ` +
+        `${doc.machine.max_order} is not a machine heapvisor builds`,
+    );
+  }
   if (doc.heap.pages_held + doc.heap.reserved_pages > doc.domain.max_pages) {
     throw new SnapshotError(
       `Snapshot heap holds ${doc.heap.pages_held} pages and reserves ${doc.heap.reserved_pages}: ` +

@@ -181,6 +181,11 @@ Deno.test("snapshot: a bad file is refused with what and where, and nothing is k
       /does not read back|not consistent/,
     ],
     [
+      "a machine of two billion order-0 blocks",
+      resealed({ ...good, machine: { frames: 2 ** 31, max_order: 0 } }),
+      /is not a machine heapvisor builds/,
+    ],
+    [
       "an engine state of another layout",
       resealed({ ...good, state: { ...state, layout: 2 } }),
       /tlsf state is of layout 2; this heapvisor reads layout 1/,
