@@ -140,6 +140,7 @@ export {
   poolState,
   savePoolPages,
   SNAPSHOT_FORMAT,
+  SNAPSHOT_STATE_MAX_BYTES,
   SNAPSHOT_VERSION,
   type SnapshotContent,
   type SnapshotDocument,

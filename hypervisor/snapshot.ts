@@ -68,6 +68,9 @@ import { crc32, deflateRawSync, inflateRawSync } from "node:zlib";
 import { Buffer } from "node:buffer";
 import { StateReader, StateWriter } from "../src/state_codec.ts";
 
+/** Most bytes one state of a snapshot file may inflate to (1 GiB). */
+export const SNAPSHOT_STATE_MAX_BYTES = 2 ** 30;
+
 /** The `format` of a snapshot file. */
 export const SNAPSHOT_FORMAT = "heapvisor-snapshot";
 /** The version of the snapshot file format this heapvisor writes and reads. */
@@ -338,7 +341,11 @@ function pack(bytes: Uint8Array): string {
 /** What {@link pack} made, back. */
 function unpack(text: string, what: string): Uint8Array {
   try {
-    return new Uint8Array(inflateRawSync(Buffer.from(text, "base64")));
+    // Bounded: a few bytes that inflate to gigabytes are refused, not held.
+    const bytes = inflateRawSync(Buffer.from(text, "base64"), {
+      maxOutputLength: SNAPSHOT_STATE_MAX_BYTES,
+    });
+    return new Uint8Array(bytes);
   } catch (e) {
     throw new SnapshotError(`Snapshot ${what} does not inflate: ${(e as Error).message}`);
   }

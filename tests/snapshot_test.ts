@@ -16,6 +16,7 @@ import { Journal } from "../hypervisor/journal.ts";
 import { BuddyPageAllocator } from "../hypervisor/page_allocator.ts";
 import {
   parseSnapshotDocument,
+  SNAPSHOT_STATE_MAX_BYTES,
   SNAPSHOT_VERSION,
   type SnapshotDocument,
   snapshotDocument,
@@ -75,6 +76,11 @@ function warmedUp(engine: string, seed = 11, count = 4000) {
     if (i === count / 2) d.reserve(7);
   }
   return { pages, tenancy, tenantId: t.id, d, live };
+}
+
+/** `bytes` zero bytes deflated and base64-encoded (untouched zero pages: no memory held). */
+function zipBomb(bytes: number): string {
+  return Buffer.from(deflateRawSync(new Uint8Array(bytes))).toString("base64");
 }
 
 /** The heap as a snapshot sees it: pages by use, live blocks with bytes and vCPU. */
@@ -179,6 +185,11 @@ Deno.test("snapshot: a bad file is refused with what and where, and nothing is k
       "another engine's state",
       resealed({ ...good, domain: { ...good.domain, engine: "slub" } }),
       /does not read back|not consistent/,
+    ],
+    [
+      "a state that inflates past the limit",
+      resealed({ ...good, state: { ...state, engine: zipBomb(SNAPSHOT_STATE_MAX_BYTES + 1) } }),
+      /state\.engine does not inflate: .*(larger|length|Cannot create a Buffer)/i,
     ],
     [
       "a machine of two billion order-0 blocks",
