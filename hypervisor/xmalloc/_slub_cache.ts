@@ -14,7 +14,12 @@
 import { DIRECTMAP_BASE_ADDRESS, PAGE_SIZE_BYTES } from "../../src/units.ts";
 import { grown } from "../../src/typed_array.ts";
 import { StateError, type StateReader, type StateWriter } from "../../src/state_codec.ts";
-import type { AllocFailureCause, PageSource } from "./engine.ts";
+import {
+  type AllocFailureCause,
+  type PageSource,
+  readFailureCause,
+  writeFailureCause,
+} from "./engine.ts";
 import {
   type KmallocCacheGeometry,
   SLUB_SHRINK_PROMOTE_MAX,
@@ -87,33 +92,6 @@ export interface SlubCacheState {
 }
 
 // -- saved state -------------------------------------------------------------------------
-
-/** Every failure cause a saved state may name (null is saved as ""). */
-const FAILURE_CAUSES: readonly AllocFailureCause[] = [
-  "quota",
-  "exhaustion",
-  "contiguity",
-  "unservable",
-];
-
-/** Write a failure cause, null as "". */
-export function writeFailureCause(w: StateWriter, cause: AllocFailureCause | null): void {
-  w.str(cause ?? "");
-}
-
-/**
- * Read a failure cause written by {@link writeFailureCause}.
- *
- * @throws {StateError} if it names no cause
- */
-export function readFailureCause(r: StateReader): AllocFailureCause | null {
-  const cause = r.str();
-  if (cause === "") return null;
-  if (!(FAILURE_CAUSES as readonly string[]).includes(cause)) {
-    throw new StateError(`A saved slub state names an unknown failure cause "${cause}"`);
-  }
-  return cause as AllocFailureCause;
-}
 
 /**
  * Read a count written with `w.num`: an integer in [0, max].
@@ -349,7 +327,7 @@ export class SlubShared {
     this.callShared = r.bool();
     this.poolPages = readCount(r, Number.MAX_SAFE_INTEGER, "a pool page count");
     this.orderFallbacks = r.num();
-    this.failureCause = readFailureCause(r);
+    this.failureCause = readFailureCause(r, "slub");
   }
 
   /** 2^order pages, or -1 with {@link failureCause} set (also for orders the machine lacks). */

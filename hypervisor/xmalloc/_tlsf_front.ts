@@ -28,7 +28,9 @@ import {
   type EngineStats,
   InvalidFreeError,
   type PageSource,
+  readFailureCause,
   reallocateByMoving,
+  writeFailureCause,
   type XmallocEngine,
 } from "./engine.ts";
 import {
@@ -42,14 +44,6 @@ import { StateError, type StateReader, type StateWriter } from "../../src/state_
 
 /** Private word of the control structure's first frame. */
 export const META_WORD = -0x7fff_ffff;
-
-/** The causes {@link TlsfFrontEnd.lastFailureCause} can hold, as a saved state names them. */
-const FAILURE_CAUSES: readonly AllocFailureCause[] = [
-  "quota",
-  "exhaustion",
-  "contiguity",
-  "unservable",
-];
 
 /** Front-end-independent half of a TLSF xmalloc engine. */
 export abstract class TlsfFrontEnd implements XmallocEngine {
@@ -244,7 +238,7 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
     w.str(this.name);
     // the last call
     w.num(this.lastSteps);
-    w.str(this.lastFailureCause ?? "");
+    writeFailureCause(w, this.lastFailureCause);
     w.bool(this.lastSharedAccess);
     // the pool and the pages
     w.bool(this.pool !== null);
@@ -274,13 +268,7 @@ export abstract class TlsfFrontEnd implements XmallocEngine {
     }
     // the last call
     this.lastSteps = r.num();
-    const cause = r.str();
-    if (cause !== "" && !(FAILURE_CAUSES as readonly string[]).includes(cause)) {
-      throw new StateError(
-        `A saved ${name} engine has an unknown failure cause ${JSON.stringify(cause.slice(0, 32))}`,
-      );
-    }
-    this.lastFailureCause = cause === "" ? null : cause as AllocFailureCause;
+    this.lastFailureCause = readFailureCause(r, this.name);
     this.lastSharedAccess = r.bool();
     // the pool and the pages
     this.pool = r.bool() ? TlsfPool.load(this.source, this.idleRegionAllowed, r) : null;

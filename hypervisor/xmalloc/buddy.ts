@@ -80,7 +80,9 @@ import {
   type EngineStats,
   InvalidFreeError,
   type PageSource,
+  readFailureCause,
   reallocateByMoving,
+  writeFailureCause,
   type XmallocEngine,
 } from "./engine.ts";
 import {
@@ -113,14 +115,6 @@ const HEADER_WORD = -0x7fff_fffd;
 if (METADATA_IFPAGES_STRUCT_BYTES > METADATA_IFPAGES_BYTES) {
   throw new Error("ukalloc: struct metadata_ifpages must fit METADATA_IFPAGES_SIZE_POW2");
 }
-
-/** The causes {@link BuddyEngine.lastFailureCause} can hold. */
-const FAILURE_CAUSES: readonly AllocFailureCause[] = [
-  "quota",
-  "exhaustion",
-  "contiguity",
-  "unservable",
-];
 
 /** What the ukalloc glue asks bbuddy for, for one request. */
 export interface IfpagesRequest {
@@ -342,7 +336,7 @@ export class BuddyEngine implements XmallocEngine {
    */
   saveState(w: StateWriter): void {
     w.num(this.lastSteps);
-    w.str(this.lastFailureCause ?? "");
+    writeFailureCause(w, this.lastFailureCause);
     w.bool(this.lastSharedAccess);
     w.num(this.#cpuCount);
     w.num(this.#regionOrder);
@@ -366,13 +360,10 @@ export class BuddyEngine implements XmallocEngine {
    */
   static load(context: EngineContext, r: StateReader, options: BuddyOptions = {}): BuddyEngine {
     const lastSteps = r.num();
-    const cause = r.str();
+    const cause = readFailureCause(r, "buddy");
     const lastSharedAccess = r.bool();
     const cpuCount = r.num();
     const regionOrder = r.num();
-    if (cause !== "" && !(FAILURE_CAUSES as readonly string[]).includes(cause)) {
-      throw new StateError(`A saved buddy engine has an unknown failure cause "${cause}"`);
-    }
     if (cpuCount !== context.cpuCount) {
       throw new StateError(
         `A saved buddy engine of ${cpuCount} CPUs cannot load for ${context.cpuCount}`,
@@ -389,7 +380,7 @@ export class BuddyEngine implements XmallocEngine {
     // The constructor takes no page: the descriptor page is taken at the first allocation.
     const engine = new BuddyEngine(context, { regionOrder });
     engine.lastSteps = lastSteps;
-    engine.lastFailureCause = cause === "" ? null : cause as AllocFailureCause;
+    engine.lastFailureCause = cause;
     engine.lastSharedAccess = lastSharedAccess;
     engine.#heap.loadState(r);
     engine.#descriptorFrame = r.num();

@@ -19,7 +19,7 @@
  */
 
 import type { BuddyPageAllocator, PageFailureCause } from "../page_allocator.ts";
-import type { StateReader, StateWriter } from "../../src/state_codec.ts";
+import { StateError, type StateReader, type StateWriter } from "../../src/state_codec.ts";
 
 /**
  * Why an allocation failed: the page allocator's cause (`exhaustion`, `contiguity`),
@@ -150,13 +150,37 @@ export class PageSource {
   }
 }
 
-/** The failure causes a page request can have, in the order they are encoded. */
+/** Every allocation failure cause, in the order page responses encode them. */
 const PAGE_FAILURE_CAUSES: readonly AllocFailureCause[] = [
   "quota",
   "exhaustion",
   "contiguity",
   "unservable",
 ];
+
+/** Write an engine's last failure cause to its saved state (null as ""). */
+export function writeFailureCause(w: StateWriter, cause: AllocFailureCause | null): void {
+  w.str(cause ?? "");
+}
+
+/**
+ * Read a failure cause {@link writeFailureCause} wrote.
+ *
+ * @param whose the engine, for the message
+ * @throws {StateError} if it names no cause
+ */
+export function readFailureCause(r: StateReader, whose: string): AllocFailureCause | null {
+  const cause = r.str();
+  if (cause === "") return null;
+  if (!(PAGE_FAILURE_CAUSES as readonly string[]).includes(cause)) {
+    throw new StateError(
+      `A saved ${whose} engine names an unknown failure cause ${
+        JSON.stringify(cause.slice(0, 32))
+      }`,
+    );
+  }
+  return cause as AllocFailureCause;
+}
 
 /** A failed page request as a recorded response: -1 quota .. -4 unservable. */
 export function encodePageFailure(cause: AllocFailureCause): number {

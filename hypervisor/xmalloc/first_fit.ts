@@ -54,7 +54,9 @@ import {
   type EngineStats,
   InvalidFreeError,
   type PageSource,
+  readFailureCause,
   reallocateByMoving,
+  writeFailureCause,
   type XmallocEngine,
 } from "./engine.ts";
 
@@ -72,14 +74,6 @@ const STATE_USED = 2;
 const NIL = -1;
 /** Private word of a whole-page block's head: -(order + 1). */
 const WHOLE_WORD_BASE = -1;
-
-/** The causes {@link FirstFitEngine.lastFailureCause} can hold. */
-const FAILURE_CAUSES: readonly AllocFailureCause[] = [
-  "quota",
-  "exhaustion",
-  "contiguity",
-  "unservable",
-];
 
 /** The `first-fit` engine. */
 export class FirstFitEngine implements XmallocEngine {
@@ -235,7 +229,7 @@ export class FirstFitEngine implements XmallocEngine {
    */
   saveState(w: StateWriter): void {
     w.num(this.lastSteps);
-    w.str(this.lastFailureCause ?? "");
+    writeFailureCause(w, this.lastFailureCause);
     w.bool(this.lastSharedAccess);
     w.num(this.#cpuCount);
     w.array(this.#slotFrame);
@@ -272,7 +266,7 @@ export class FirstFitEngine implements XmallocEngine {
     // The constructor takes no page: pages are taken by allocations only.
     const engine = new FirstFitEngine(context);
     engine.lastSteps = r.num();
-    const cause = r.str();
+    const cause = readFailureCause(r, "first-fit");
     engine.lastSharedAccess = r.bool();
     const cpuCount = r.num();
     engine.#slotFrame = r.array(Int32Array);
@@ -293,10 +287,7 @@ export class FirstFitEngine implements XmallocEngine {
     engine.#failedAllocCount = r.num();
     engine.#freeCount = r.num();
     engine.#nodesVisited = r.num();
-    if (cause !== "" && !(FAILURE_CAUSES as readonly string[]).includes(cause)) {
-      throw new StateError(`A saved first-fit engine has an unknown failure cause "${cause}"`);
-    }
-    engine.lastFailureCause = cause === "" ? null : cause as AllocFailureCause;
+    engine.lastFailureCause = cause;
     if (cpuCount !== context.cpuCount) {
       throw new StateError(
         `A saved first-fit engine of ${cpuCount} CPUs cannot load for ${context.cpuCount}`,

@@ -87,7 +87,9 @@ import {
   type EngineStats,
   InvalidFreeError,
   type PageSource,
+  readFailureCause,
   reallocateByMoving,
+  writeFailureCause,
   type XmallocEngine,
 } from "./engine.ts";
 import {
@@ -114,12 +116,10 @@ import {
   KmemCache,
   NIL,
   readCount,
-  readFailureCause,
   SLAB_UNUSED,
   type SlubCacheState,
   SlubShared,
   STATE_NAMES,
-  writeFailureCause,
 } from "./_slub_cache.ts";
 
 export {
@@ -529,7 +529,7 @@ export class SlubEngine implements XmallocEngine {
       );
     }
     this.#lastSteps = r.num();
-    this.#lastFailureCause = readFailureCause(r);
+    this.#lastFailureCause = readFailureCause(r, "slub");
     this.#sh.loadState(r);
     for (const cache of this.#caches) cache.loadState(r);
     const largeFrame = r.array(Int32Array);
