@@ -36,6 +36,7 @@ import { newAdminToken } from "../../hypervisor/control_plane/auth.ts";
 import { BATCH_MAX_OPS } from "../../hypervisor/control_plane/schemas.ts";
 import { ENGINE_NAMES } from "../../hypervisor/xmalloc/registry.ts";
 import { type ClientJob, type ClientResult, runClients } from "./bench_api_clients.ts";
+import { numberFlag as checkedNumber } from "./_flags.ts";
 
 /** Targets of the README. */
 export const TARGET_SINGLE_OVER_HELLO = 0.5;
@@ -77,16 +78,13 @@ function fail(message: string): never {
   Deno.exit(2);
 }
 
-/** Parse `raw` as a number in [lo, hi] (an integer unless `real`); exit 2 otherwise. */
+/** `raw` as a number in [lo, hi] (an integer unless `real`); exit 2 otherwise. */
 function numberFlag(name: string, raw: string, lo: number, hi: number, real = false): number {
-  const pattern = real ? /^\d+(\.\d+)?$/ : /^\d+$/;
-  const v = pattern.test(raw) ? Number(raw) : NaN;
-  if (!(v >= lo && v <= hi)) {
-    fail(
-      `Invalid --${name} "${raw}": expected ${real ? "a number" : "an integer"} in [${lo}, ${hi}]`,
-    );
+  try {
+    return checkedNumber(name, raw, lo, hi, real);
+  } catch (e) {
+    fail((e as Error).message);
   }
-  return v;
 }
 
 interface Config {

@@ -33,6 +33,7 @@ import { deriveSeed, Prng, SEED_MAX } from "../prng.ts";
 import { renderTable } from "../table.ts";
 import { within } from "../within.ts";
 import { spawnServe } from "./_serve_process.ts";
+import { numberFlag } from "./_flags.ts";
 import { type BatchOp, ControlPlaneClient, type DomainInfo } from "../../guests/client.ts";
 import { BATCH_MAX_OPS } from "../../hypervisor/control_plane/schemas.ts";
 import { ENGINE_NAMES } from "../../hypervisor/xmalloc/registry.ts";
@@ -104,12 +105,13 @@ function fail(message: string): never {
   Deno.exit(2);
 }
 
+/** `raw` as an integer in [lo, hi]; exit 2 otherwise. */
 function intFlag(name: string, raw: string, lo: number, hi: number): number {
-  const v = /^\d+$/.test(raw) ? Number(raw) : NaN;
-  if (!(v >= lo && v <= hi)) {
-    fail(`Invalid --${name} "${raw}": expected an integer in [${lo}, ${hi}]`);
+  try {
+    return numberFlag(name, raw, lo, hi);
+  } catch (e) {
+    fail((e as Error).message);
   }
-  return v;
 }
 
 interface Config {
