@@ -117,30 +117,6 @@ export class OpHistory {
   #responses = new Int32Array(64);
   #responseCount = 0;
 
-  /** A history that continues `view` (a copy of it). */
-  static from(view: HistoryView): OpHistory {
-    const h = new OpHistory();
-    h.#words = grown(new Float64Array(view.words), Math.max(64, view.words.length * 2));
-    h.#wordCount = view.words.length;
-    h.#ops = view.ops;
-    h.#responses = grown(
-      new Int32Array(view.responses),
-      Math.max(64, view.responses.length * 2),
-    );
-    h.#responseCount = view.responses.length;
-    return h;
-  }
-
-  /** Operations recorded. */
-  get length(): number {
-    return this.#ops;
-  }
-
-  /** Bytes the history's arrays hold now. */
-  get bytes(): number {
-    return this.#words.byteLength + this.#responses.byteLength;
-  }
-
   /** Record a page allocator's answer (the sink of `PageSource.responses`). */
   push(response: number): void {
     if (this.#responseCount === this.#responses.length) {
@@ -713,11 +689,6 @@ export class ForkPageSource extends PageSource {
     return source;
   }
 
-  /** Whether the recorded answers are still being replayed. */
-  get replaying(): boolean {
-    return this.#script !== null;
-  }
-
   /** Recorded answers not used yet (0 once live). */
   get unusedResponses(): number {
     return this.#script === null ? 0 : this.#script.length - this.#next;
@@ -834,16 +805,6 @@ export class ForkPageSource extends PageSource {
     }
     this.#script = null;
     return null;
-  }
-
-  /** The machine frame behind a frame of the private space (-1 if none). */
-  machineFrameOf(frame: number): number {
-    for (let k = 0; k <= this.pages.maxOrder; k++) {
-      const head = frame - (frame % 2 ** k);
-      const b = this.#backing.get(head);
-      if (b !== undefined && b.order === k) return b.machineFrame + (frame - head);
-    }
-    return -1;
   }
 
   #take(what: string): number {
