@@ -86,7 +86,8 @@ Usage: deno task bench:soak [--rounds N] [--tenants N] [--batches N] [--batch N]
   --keep           keep the server's data directory (printed) instead of removing it
 
 Each round the tenants churn their domains concurrently (allocations, frees by address
-and by ref, reallocations; each tenant keeps 1..${DOMAINS_PER_TENANT} domains of random engines, and
+and by ref, reallocations; each tenant keeps 1..${DOMAINS_PER_TENANT} domains of random engines (some
+forks of a snapshot of another: same blocks, same addresses), and
 destroys each after --batches/60..--batches/10 of its batches, at least 2..4), then every
 figure is read, the server is stopped (SIGTERM and SIGKILL in turn, never with a
 request in flight) and started again on the same journal: it must print "(checked)"
