@@ -1,5 +1,5 @@
 /**
- * The durable operation log behind the control plane's state (issue 6, first piece).
+ * The durable operation log behind the control plane's state, and its checkpoints.
  *
  * The model is deterministic: the same operations in the same order give the same
  * addresses, pages and figures. So the state that must survive a restart is the
@@ -16,12 +16,15 @@
  * - `PRAGMA synchronous = FULL`: the WAL is fsynced at every commit, so an
  *   acknowledged operation survives power loss, not only a killed process (NORMAL
  *   would survive `kill -9` but may lose the last commits on power loss);
- * - the operations of one request are one row and one transaction: a batch of a
- *   thousand costs one insert and one fsync.
+ * - the operations of one request are one row: a batch of a thousand costs one
+ *   insert; the rows of several requests can be one transaction and one fsync
+ *   ({@link Journal.appendRows}: the control plane's group commit).
  *
- * Each row carries a CRC-32 of its JSON, and sequence numbers must run 1, 2, 3...
- * without a gap: a corrupt or truncated log is reported with the row it broke at,
- * never half-loaded. The schema version is SQLite's `user_version`, upgraded by
+ * Each row carries a CRC-32 of its JSON, and sequence numbers must run on without a
+ * gap: a corrupt or truncated log is reported with the row it broke at, never
+ * half-loaded. A checkpoint ({@link Journal.checkpoint}) saves the whole state after
+ * a row and deletes the rows up to it; a replay loads the latest checkpoint and
+ * applies the rows after it. The schema version is SQLite's `user_version`, upgraded by
  * {@link MIGRATIONS} in order; a database from a newer heapvisor is refused.
  *
  * @module
